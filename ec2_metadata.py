@@ -1,0 +1,999 @@
+"""Read the EC2 Instance Metadata Service (IMDSv2) with nothing but the standard library.
+
+A quick example::
+
+    >>> from ec2_metadata import ec2_metadata
+    >>> ec2_metadata.region
+    'eu-west-1'
+    >>> ec2_metadata.network_interfaces[ec2_metadata.mac].subnet_id
+    'subnet-0123456789abcdef0'
+
+Each attribute is fetched on first access and then cached: ``del ec2_metadata.tags``
+forgets one value, ``ec2_metadata.clear_all()`` forgets them all.  Every request carries
+an IMDSv2 session token; the client never falls back to IMDSv1, never talks to a proxy
+and never follows a redirect.  Every failure raises a subclass of `EC2MetadataError`.
+
+Settings come from the keyword arguments of `EC2Metadata`, else from the environment
+variables the AWS SDKs read (``AWS_EC2_METADATA_SERVICE_ENDPOINT``,
+``AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE``, ``AWS_EC2_METADATA_DISABLED``,
+``AWS_METADATA_SERVICE_TIMEOUT``, ``AWS_METADATA_SERVICE_NUM_ATTEMPTS``), read when a
+client makes its first request.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Literal,
+    NamedTuple,
+    Optional,
+    TypedDict,
+    TypeVar,
+    cast,
+)
+
+if TYPE_CHECKING:  # pragma: no cover - imported on first request, to keep the import cheap
+    import http.client
+    from datetime import datetime
+
+__all__ = [
+    "EC2Metadata",
+    "EC2MetadataConfigError",
+    "EC2MetadataConnectionError",
+    "EC2MetadataDisabledError",
+    "EC2MetadataError",
+    "EC2MetadataHTTPError",
+    "EC2MetadataMalformedError",
+    "EC2MetadataNotFoundError",
+    "IamInfoDict",
+    "IamSecurityCredentialsDict",
+    "InstanceIdentityDocumentDict",
+    "InstanceTags",
+    "NetworkInterface",
+    "PublicKey",
+    "SpotInstanceAction",
+    "ec2_metadata",
+]
+
+__version__ = "1.0.0"
+
+_T = TypeVar("_T")
+
+
+# Errors ------------------------------------------------------------------------------
+
+
+class EC2MetadataError(Exception):
+    """The base class of every error this module raises."""
+
+
+class EC2MetadataConfigError(EC2MetadataError, ValueError):
+    """A keyword argument or environment variable has a value that cannot be used."""
+
+
+class EC2MetadataDisabledError(EC2MetadataError):
+    """``AWS_EC2_METADATA_DISABLED`` (or ``disabled=True``) forbids any request."""
+
+
+class EC2MetadataConnectionError(EC2MetadataError):
+    """The service could not be reached, did not answer in time, or cut its answer short."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.path)
+
+
+class EC2MetadataHTTPError(EC2MetadataError):
+    """The service answered a request with an error status (`status`) for `path`."""
+
+    def __init__(self, message: str, status: int, path: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.status, self.path)
+
+
+class EC2MetadataNotFoundError(EC2MetadataHTTPError):
+    """The service answered 404 for a path that the attribute needs."""
+
+
+class EC2MetadataMalformedError(EC2MetadataError):
+    """The service answered, but with something that cannot be the value of `path`."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.path)
+
+
+# Public types ------------------------------------------------------------------------
+
+# Optional[...] rather than "X | None" in the TypedDicts: typing.get_type_hints()
+# evaluates these annotations, and Python 3.9 cannot evaluate "X | None".
+
+
+class IamInfoDict(TypedDict):
+    InstanceProfileArn: str
+    InstanceProfileId: str
+    LastUpdated: str
+
+
+class IamSecurityCredentialsDict(TypedDict):
+    LastUpdated: str
+    Type: str
+    AccessKeyId: str
+    SecretAccessKey: str
+    Token: str
+    Expiration: str
+
+
+class InstanceIdentityDocumentDict(TypedDict):
+    accountId: str
+    architecture: Literal["i386", "x86_64", "arm64"]
+    availabilityZone: str
+    billingProducts: Optional[list[str]]  # noqa: UP045
+    marketplaceProductCodes: Optional[list[str]]  # noqa: UP045
+    imageId: str
+    instanceId: str
+    instanceType: str
+    kernelId: Optional[str]  # noqa: UP045
+    pendingTime: str
+    privateIp: str
+    ramdiskId: Optional[str]  # noqa: UP045
+    region: str
+    version: str
+
+
+class SpotInstanceAction(NamedTuple):
+    """An action EC2 is about to take on this spot instance."""
+
+    action: str
+    """``"hibernate"``, ``"stop"`` or ``"terminate"``."""
+    time: datetime
+    """When the action will happen, approximately, as a timezone-aware UTC datetime."""
+
+
+# Transport: settings, token, connection, retries --------------------------------------
+
+_DEFAULT_ENDPOINTS = {"ipv4": "http://169.254.169.254", "ipv6": "http://[fd00:ec2::254]"}
+_DEFAULT_TIMEOUT = 1.0
+_DEFAULT_ATTEMPTS = 3
+_MAX_TOKEN_TTL = 21600
+_TOKEN_HEADER = "X-aws-ec2-metadata-token"
+_TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+_TOKEN_PATH = "api/token"
+_MAX_BODY = 1024 * 1024
+_RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+_ENDPOINT_VARIABLE = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+_HOP_LIMIT_FIX = (
+    "aws ec2 modify-instance-metadata-options --instance-id ID --http-put-response-hop-limit 2"
+)
+
+
+class _Settings(NamedTuple):
+    endpoint: str
+    host: str
+    port: int
+    base_path: str
+    timeout: float
+    attempts: int
+    disabled: bool
+    token_ttl: int
+
+
+class _Options(NamedTuple):
+    """What the constructor was given; None means: ask the environment, then the default."""
+
+    endpoint: str | None
+    endpoint_mode: str | None
+    timeout: float | None
+    attempts: int | None
+    disabled: bool | None
+    token_ttl: int | None
+
+
+_VARIABLES = {
+    "endpoint": _ENDPOINT_VARIABLE,
+    "endpoint_mode": "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    "timeout": "AWS_METADATA_SERVICE_TIMEOUT",
+    "attempts": "AWS_METADATA_SERVICE_NUM_ATTEMPTS",
+    "disabled": "AWS_EC2_METADATA_DISABLED",
+}
+
+
+def _setting(given: object, name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+    """The keyword argument if given, else the environment variable, else the default."""
+    if given is not None:
+        return parse(str(given), f"the {name}= argument")
+    variable = _VARIABLES.get(name)
+    raw = os.environ.get(variable, "").strip() if variable else ""
+    if not raw:
+        return default
+    return parse(raw, cast(str, variable))
+
+
+def _parse_timeout(raw: str, source: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise EC2MetadataConfigError(f"{source} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+def _positive_int_parser(upper: int) -> Callable[[str, str], int]:
+    def parse(raw: str, source: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= upper:
+            raise EC2MetadataConfigError(
+                f"{source} must be a whole number from 1 to {upper}, not {raw!r}"
+            )
+        return value
+
+    return parse
+
+
+def _parse_disabled(raw: str, source: str) -> bool:
+    if raw.lower() not in ("true", "false"):
+        raise EC2MetadataConfigError(f"{source} must be true or false, not {raw!r}")
+    return raw.lower() == "true"
+
+
+def _parse_mode(raw: str, source: str) -> str:
+    if raw.lower() not in _DEFAULT_ENDPOINTS:
+        raise EC2MetadataConfigError(f"{source} must be IPv4 or IPv6, not {raw!r}")
+    return raw.lower()
+
+
+def _parse_endpoint(raw: str, source: str) -> tuple[str, str, int, str]:
+    """Split an endpoint URL into (URL without trailing slash, host, port, path prefix)."""
+    from urllib.parse import urlsplit
+
+    problem = ""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port or 80
+    except ValueError as error:
+        problem = str(error)
+    else:
+        if parts.scheme != "http":
+            problem = "the scheme must be http:// (the service speaks plain HTTP)"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif parts.query or parts.fragment or parts.username or parts.password:
+            problem = "it may not carry a query, a fragment or credentials"
+    if problem:
+        raise EC2MetadataConfigError(
+            f"{source} must be a URL such as http://127.0.0.1:1338, not {raw!r}: {problem}"
+        )
+    base_path = parts.path.rstrip("/")
+    return raw.rstrip("/"), cast(str, parts.hostname), port, base_path
+
+
+def _resolve_settings(options: _Options) -> _Settings:
+    mode = _setting(options.endpoint_mode, "endpoint_mode", _parse_mode, "ipv4")
+    default_endpoint = _DEFAULT_ENDPOINTS[mode]
+    endpoint, host, port, base_path = _setting(
+        options.endpoint,
+        "endpoint",
+        _parse_endpoint,
+        _parse_endpoint(default_endpoint, "default"),
+    )
+    return _Settings(
+        endpoint=endpoint,
+        host=host,
+        port=port,
+        base_path=base_path,
+        timeout=_setting(options.timeout, "timeout", _parse_timeout, _DEFAULT_TIMEOUT),
+        attempts=_setting(
+            options.attempts, "attempts", _positive_int_parser(1000), _DEFAULT_ATTEMPTS
+        ),
+        disabled=_setting(options.disabled, "disabled", _parse_disabled, False),
+        token_ttl=_setting(
+            options.token_ttl, "token_ttl", _positive_int_parser(_MAX_TOKEN_TTL), _MAX_TOKEN_TTL
+        ),
+    )
+
+
+class _Retryable(Exception):
+    """Carries an error that another attempt may cure (a 5xx, a 429, a dropped connection)."""
+
+    def __init__(self, error: EC2MetadataError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _describe(error: BaseException) -> str:
+    from socket import timeout  # TimeoutError from Python 3.10 on, its own class on 3.9
+
+    if isinstance(error, timeout):
+        return "timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return str(error) or type(error).__name__
+
+
+class _Transport:
+    """The token, the one kept-alive connection and the retry rules of one client.
+
+    One lock serialises requests, so threads share the token and never interleave HTTP on
+    the connection.  After ``os.fork()`` the child drops the inherited connection and lock.
+    """
+
+    def __init__(self, options: _Options) -> None:
+        self._options = options
+        self._lock = threading.Lock()
+        self._settings: _Settings | None = None
+        self._connection: http.client.HTTPConnection | None = None
+        self._token: str | None = None
+        self._token_renew_at = 0.0
+        _LIVE_TRANSPORTS.add(self)
+
+    @property
+    def settings(self) -> _Settings:
+        with self._lock:
+            return self._current_settings()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def reset(self) -> None:
+        """Forget the token, the connection and the settings (read again on next use)."""
+        with self._lock:
+            self._close()
+            self._settings = None
+            self._token = None
+
+    def __del__(self) -> None:
+        # A client dropped with its connection open closes it, rather than leave the
+        # socket to the garbage collector (and a ResourceWarning).
+        self._close()
+
+    def forget_after_fork(self) -> None:
+        # The child must never talk over the parent's connection.  Closing the child's
+        # copy of the socket leaves the parent's open: close() is not shutdown().  The
+        # lock may have been held by a thread that does not exist in the child.
+        self._lock = threading.Lock()
+        self._close()
+
+    def get(self, path: str) -> bytes:
+        """GET ``latest/<path>``: the body of a 200 answer, else an EC2MetadataError."""
+        with self._lock:
+            settings = self._current_settings()
+            if settings.disabled:
+                raise EC2MetadataDisabledError(
+                    f"not reading {path}: the instance metadata service is disabled by "
+                    "AWS_EC2_METADATA_DISABLED (or disabled=True)"
+                )
+            attempt = 1
+            while True:
+                try:
+                    return self._get_once(settings, path)
+                except _Retryable as failure:
+                    if attempt >= settings.attempts:
+                        raise failure.error from failure.__cause__
+                    self._back_off(attempt, settings, failure.error)
+                    attempt += 1
+
+    def _current_settings(self) -> _Settings:
+        if self._settings is None:
+            self._settings = _resolve_settings(self._options)
+        return self._settings
+
+    def _get_once(self, settings: _Settings, path: str) -> bytes:
+        status, body = self._exchange(
+            settings, "GET", path, {_TOKEN_HEADER: self._token_for(settings)}
+        )
+        if status == 401:
+            # The token expired or was revoked (a stop and start does that): renew it once.
+            self._token = None
+            status, body = self._exchange(
+                settings, "GET", path, {_TOKEN_HEADER: self._token_for(settings)}
+            )
+        self._check_status(settings, "GET", path, status)
+        return body
+
+    def _token_for(self, settings: _Settings) -> str:
+        if self._token is not None and time.monotonic() < self._token_renew_at:
+            return self._token
+        requested_at = time.monotonic()
+        status, body = self._exchange(
+            settings, "PUT", _TOKEN_PATH, {_TOKEN_TTL_HEADER: str(settings.token_ttl)}
+        )
+        self._check_status(settings, "PUT", _TOKEN_PATH, status)
+        token = body.strip()
+        if not token or not all(33 <= byte <= 126 for byte in token):
+            raise EC2MetadataMalformedError(
+                f"the token request to {settings.endpoint} was answered with something that "
+                f"is not a token ({len(body)} bytes)",
+                _TOKEN_PATH,
+            )
+        self._token = token.decode("ascii")
+        # Renew a little early, timed from when the token was asked for, so that no request
+        # is ever sent with a token this client knows to have expired.
+        self._token_renew_at = (
+            requested_at + settings.token_ttl - min(60.0, settings.token_ttl / 10)
+        )
+        return self._token
+
+    def _check_status(self, settings: _Settings, method: str, path: str, status: int) -> None:
+        if status == 200:
+            return
+        what = f"{method} {settings.endpoint}/latest/{path}"
+        if status == 404 and method == "GET":
+            raise EC2MetadataNotFoundError(f"{what} answered 404: no such metadata", status, path)
+        if status == 401 and method == "GET":
+            reason = "the service rejected a token it had just issued"
+        elif status == 403 and method == "PUT":
+            reason = (
+                "the service refused to issue a token (IMDS may be turned off for this instance)"
+            )
+        elif 300 <= status < 400:
+            reason = "redirects are never followed"
+        elif method == "PUT" and status in (400, 404, 405):
+            reason = "this service does not offer IMDSv2 tokens, and IMDSv1 is never used"
+        else:
+            reason = "the service answered an error"
+        error = EC2MetadataHTTPError(f"{what} answered {status}: {reason}", status, path)
+        if status in _RETRIED_STATUSES:
+            raise _Retryable(error)
+        raise error
+
+    def _exchange(
+        self, settings: _Settings, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        from http.client import HTTPException
+        from urllib.parse import quote
+
+        url = f"{settings.base_path}/latest/{quote(path, safe='/:@=+,;')}"
+        while True:
+            connection, reused = self._connection_for(settings, method, path)
+            response = None
+            try:
+                connection.request(method, url, headers=headers)
+                response = connection.getresponse()
+                return response.status, self._read_body(response, settings, method, path)
+            except (OSError, HTTPException) as error:
+                self._close()
+                if reused and isinstance(error, ConnectionError):
+                    continue  # the server closed the kept-alive connection; open a new one
+                raise _Retryable(
+                    self._connection_error(settings, method, path, error, connected=True)
+                ) from error
+            finally:
+                # An answer that ends the connection owns the socket once it is returned.
+                if response is not None:
+                    response.close()
+
+    def _connection_for(
+        self, settings: _Settings, method: str, path: str
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        """The open connection and True, or a newly opened one and False."""
+        connection = self._connection
+        if connection is not None and connection.sock is not None:
+            return connection, True
+        if connection is None:
+            from http.client import HTTPConnection
+
+            connection = HTTPConnection(settings.host, settings.port, timeout=settings.timeout)
+            self._connection = connection
+        try:
+            connection.connect()
+        except OSError as error:
+            self._close()
+            # Not retried: nothing listens there, which is what being off EC2 looks like.
+            raise self._connection_error(settings, method, path, error, connected=False) from error
+        return connection, False
+
+    def _read_body(
+        self, response: http.client.HTTPResponse, settings: _Settings, method: str, path: str
+    ) -> bytes:
+        from http.client import IncompleteRead
+
+        announced = response.length  # None for a chunked answer or one ended by closing
+        if announced is not None and announced > _MAX_BODY:
+            self._close()
+            raise EC2MetadataMalformedError(
+                f"{method} {path} announced an answer of {announced} bytes, "
+                f"more than the {_MAX_BODY}-byte limit",
+                path,
+            )
+        body = response.read(_MAX_BODY + 1)
+        if len(body) > _MAX_BODY:
+            self._close()
+            raise EC2MetadataMalformedError(
+                f"{method} {path} answered more than the {_MAX_BODY}-byte limit", path
+            )
+        if announced is not None and len(body) < announced:
+            # read(amt) returns what came before the connection closed: never use a part.
+            raise IncompleteRead(body, announced - len(body))
+        if not response.isclosed():  # an answer without a length ends when the server closes
+            self._close()
+        return body
+
+    def _connection_error(
+        self,
+        settings: _Settings,
+        method: str,
+        path: str,
+        error: BaseException,
+        *,
+        connected: bool,
+    ) -> EC2MetadataConnectionError:
+        if connected:
+            cause = f"the connection failed while waiting for the answer: {_describe(error)}"
+        else:
+            cause = f"could not connect: {_describe(error)}"
+        message = (
+            f"{method} {settings.endpoint}/latest/{path} failed ({cause}; timeout "
+            f"{settings.timeout:g}s). This program may not be running on EC2, or the endpoint "
+            f"is wrong: to use another one, such as a local mock, set {_ENDPOINT_VARIABLE}."
+        )
+        if connected and method == "PUT" and _describe(error) == "timed out":
+            message += (
+                " In a container on EC2 the token answer is dropped when the hop limit is 1;"
+                f" allow a second hop with: {_HOP_LIMIT_FIX}"
+            )
+        return EC2MetadataConnectionError(message, path)
+
+    def _back_off(self, attempt: int, settings: _Settings, error: EC2MetadataError) -> None:
+        import logging
+        import random
+
+        delay = min(1.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
+        logging.getLogger(__name__).debug(
+            "attempt %d of %d failed, retrying in %.2fs: %s",
+            attempt,
+            settings.attempts,
+            delay,
+            error,
+        )
+        time.sleep(delay)
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+_LIVE_TRANSPORTS: weakref.WeakSet[_Transport] = weakref.WeakSet()
+
+
+def _forget_connections_after_fork() -> None:
+    for transport in list(_LIVE_TRANSPORTS):
+        transport.forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows only
+    os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+# Parsers: text of an answer to a value; a ValueError means a malformed answer ----------
+
+
+def _lines(text: str) -> list[str]:
+    """A listing or multi-value answer: one item a line, blank lines and padding ignored."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _names(text: str) -> list[str]:
+    """A directory listing's entries, without the trailing ``/`` of sub-directories."""
+    return [line.rstrip("/") for line in _lines(text)]
+
+
+def _json_object(text: str, *required: str) -> dict[str, Any]:
+    import json
+
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise ValueError(f"the JSON object lacks {', '.join(missing)}")
+    return value
+
+
+def _utc_datetime(value: object) -> datetime:
+    from datetime import datetime, timezone
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected a date and time, got {value!r}")
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _identity_document(text: str) -> InstanceIdentityDocumentDict:
+    return cast(InstanceIdentityDocumentDict, _json_object(text, "accountId", "region"))
+
+
+def _iam_info(text: str) -> IamInfoDict:
+    return cast(IamInfoDict, _json_object(text, "InstanceProfileArn", "InstanceProfileId"))
+
+
+def _credentials(text: str) -> IamSecurityCredentialsDict:
+    required = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
+    return cast(IamSecurityCredentialsDict, _json_object(text, *required))
+
+
+def _spot_action(text: str) -> SpotInstanceAction:
+    data = _json_object(text, "action", "time")
+    return SpotInstanceAction(str(data["action"]), _utc_datetime(data["time"]))
+
+
+def _public_key_entries(text: str) -> list[tuple[int, str]]:
+    """``0=my-key`` lines as (0, "my-key"); a line with no name (``0/``) is named by its index."""
+    entries = []
+    for line in _names(text):
+        index, _, name = line.partition("=")
+        entries.append((int(index), name or index))
+    return entries
+
+
+# Fields: each metadata attribute declared once, with its path and its parser ---------
+
+
+class _Node:
+    """An object whose attributes are read from metadata paths under ``_prefix``."""
+
+    _transport: _Transport
+    _prefix: str
+
+    def clear_all(self) -> None:
+        """Forget every cached attribute, so that the next access fetches it again."""
+        for klass in type(self).__mro__:
+            for name, value in vars(klass).items():
+                if isinstance(value, cached_property):
+                    self.__dict__.pop(name, None)
+
+    def _read(self, path: str, parse: Callable[[str], _T]) -> _T:
+        full_path = self._prefix + path
+        body = self._transport.get(full_path)
+        try:
+            return parse(body.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            problem = f"is not UTF-8 text ({error.reason} at byte {error.start})"
+        except (ValueError, TypeError) as error:
+            problem = f"cannot be parsed: {error}"
+        raise EC2MetadataMalformedError(f"the answer to GET {full_path} {problem}", full_path)
+
+    def _read_or_none(self, path: str, parse: Callable[[str], _T]) -> _T | None:
+        try:
+            return self._read(path, parse)
+        except EC2MetadataNotFoundError:
+            return None
+
+
+def _field(path: str, parse: Callable[[str], _T]) -> cached_property[_T]:
+    """A cached attribute read from ``path``; a 404 raises `EC2MetadataNotFoundError`."""
+
+    def read(node: _Node) -> _T:
+        return node._read(path, parse)
+
+    read.__doc__ = f"From ``{path}``."
+    return cached_property(read)
+
+
+def _optional_field(path: str, parse: Callable[[str], _T]) -> cached_property[_T | None]:
+    """A cached attribute read from ``path``, or None when the service answers 404."""
+
+    def read(node: _Node) -> _T | None:
+        return node._read_or_none(path, parse)
+
+    read.__doc__ = f"From ``{path}``, or None when absent."
+    return cached_property(read)
+
+
+def _list_field(path: str) -> cached_property[list[str]]:
+    """A cached list of the lines at ``path``, or [] when the service answers 404."""
+
+    def read(node: _Node) -> list[str]:
+        return node._read_or_none(path, _lines) or []
+
+    read.__doc__ = f"The lines of ``{path}``, or [] when absent."
+    return cached_property(read)
+
+
+class EC2Metadata(_Node):
+    """The metadata of the EC2 instance this program runs on.
+
+    Attributes are fetched on first access and cached, except those documented as
+    uncached.  The keyword arguments override the environment variables of the AWS SDKs:
+
+    - ``endpoint``: a URL such as ``http://127.0.0.1:1338`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT``)
+    - ``endpoint_mode``: ``"IPv4"`` or ``"IPv6"`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE``)
+    - ``timeout``: seconds to connect or wait for an answer, 1 (``AWS_METADATA_SERVICE_TIMEOUT``)
+    - ``attempts``: tries per request, 3 (``AWS_METADATA_SERVICE_NUM_ATTEMPTS``)
+    - ``disabled``: refuse every request (``AWS_EC2_METADATA_DISABLED``)
+    - ``token_ttl``: seconds a session token lives, 1 to 21600 (default 21600)
+
+    ``session`` and ``pool_manager`` exist for code written for ec2-metadata 2.x and 3.x;
+    this client makes its own connection, so passing one only gives a warning.
+    """
+
+    def __init__(
+        self,
+        session: object = None,
+        *,
+        endpoint: str | None = None,
+        endpoint_mode: str | None = None,
+        timeout: float | None = None,
+        attempts: int | None = None,
+        disabled: bool | None = None,
+        token_ttl: int | None = None,
+        pool_manager: object = None,
+    ) -> None:
+        if session is not None or pool_manager is not None:
+            import warnings
+
+            warnings.warn(
+                "ec2_metadata makes its own connection and ignores session= and pool_manager=;"
+                " use timeout=, attempts= and endpoint= to configure it",
+                stacklevel=2,
+            )
+        self._options = _Options(endpoint, endpoint_mode, timeout, attempts, disabled, token_ttl)
+        self._transport = _Transport(self._options)
+        self._prefix = ""
+
+    def __repr__(self) -> str:
+        given = [
+            f"{name}={value!r}"
+            for name, value in self._options._asdict().items()
+            if value is not None
+        ]
+        return f"EC2Metadata({', '.join(given)})"
+
+    def clear_all(self) -> None:
+        """Forget every cached attribute, the token and the settings (read again on next use)."""
+        super().clear_all()
+        self._transport.reset()
+
+    def close(self) -> None:
+        """Close the kept-alive connection; a later request opens a new one."""
+        self._transport.close()
+
+    def __enter__(self) -> EC2Metadata:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def service_url(self) -> str:
+        """The URL every path is read under, e.g. ``http://169.254.169.254/latest/``."""
+        return f"{self._transport.settings.endpoint}/latest/"
+
+    ami_id = _field("meta-data/ami-id", str)
+    ami_launch_index = _field("meta-data/ami-launch-index", int)
+    ami_manifest_path = _field("meta-data/ami-manifest-path", str)
+    availability_zone = _field("meta-data/placement/availability-zone", str)
+    availability_zone_id = _optional_field("meta-data/placement/availability-zone-id", str)
+    domain = _field("meta-data/services/domain", str)
+    iam_info = _optional_field("meta-data/iam/info", _iam_info)
+    instance_id = _field("meta-data/instance-id", str)
+    instance_identity_document = _field("dynamic/instance-identity/document", _identity_document)
+    instance_life_cycle = _field("meta-data/instance-life-cycle", str)
+    instance_type = _field("meta-data/instance-type", str)
+    kernel_id = _optional_field("meta-data/kernel-id", str)
+    mac = _field("meta-data/mac", str)
+    partition = _field("meta-data/services/partition", str)
+    private_hostname = _field("meta-data/local-hostname", str)
+    private_ipv4 = _field("meta-data/local-ipv4", str)
+    public_hostname = _optional_field("meta-data/public-hostname", str)
+    public_ipv4 = _optional_field("meta-data/public-ipv4", str)
+    reservation_id = _field("meta-data/reservation-id", str)
+    security_groups = _field("meta-data/security-groups", _lines)
+
+    @cached_property
+    def account_id(self) -> str:
+        """The AWS account ID, from the instance identity document."""
+        return self.instance_identity_document["accountId"]
+
+    @cached_property
+    def region(self) -> str:
+        """The region, from the instance identity document."""
+        return self.instance_identity_document["region"]
+
+    @cached_property
+    def instance_profile_arn(self) -> str | None:
+        """The instance profile's ARN, from `iam_info`, or None when no role is attached."""
+        info = self.iam_info
+        return None if info is None else info["InstanceProfileArn"]
+
+    @cached_property
+    def instance_profile_id(self) -> str | None:
+        """The instance profile's ID, from `iam_info`, or None when no role is attached."""
+        info = self.iam_info
+        return None if info is None else info["InstanceProfileId"]
+
+    @cached_property
+    def instance_profile_name(self) -> str | None:
+        """The last part of `instance_profile_arn`, or None when no role is attached."""
+        arn = self.instance_profile_arn
+        return None if arn is None else arn.rsplit("/", 1)[-1]
+
+    @cached_property
+    def iam_security_credentials(self) -> IamSecurityCredentialsDict | None:
+        """The role's temporary credentials, or None when no role is attached.
+
+        The role is the one listed under ``iam/security-credentials/``: its name differs
+        from the instance profile's when CloudFormation or Terraform made the profile.
+        """
+        roles = self._read_or_none("meta-data/iam/security-credentials/", _names)
+        if not roles:
+            return None
+        return self._read(f"meta-data/iam/security-credentials/{roles[0]}", _credentials)
+
+    @cached_property
+    def network_interfaces(self) -> dict[str, NetworkInterface]:
+        """The network interfaces, keyed by MAC address."""
+        macs = self._read("meta-data/network/interfaces/macs/", _names)
+        return {mac: NetworkInterface(mac, self) for mac in macs}
+
+    @cached_property
+    def public_keys(self) -> dict[str, PublicKey]:
+        """The SSH public keys given at launch, keyed by name ({} when there are none)."""
+        entries = self._read_or_none("meta-data/public-keys/", _public_key_entries) or []
+        return {name: PublicKey(index, self) for index, name in entries}
+
+    @cached_property
+    def tags(self) -> InstanceTags:
+        """The instance's tags; the instance must allow tags in its metadata."""
+        try:
+            names = self._read("meta-data/tags/instance/", _names)
+        except EC2MetadataNotFoundError as error:
+            raise EC2MetadataNotFoundError(
+                f"{error} - instance tags are not in the metadata; allow them with: "
+                "aws ec2 modify-instance-metadata-options --instance-id ID "
+                "--instance-metadata-tags enabled",
+                error.status,
+                error.path,
+            ) from None
+        return InstanceTags(names, self)
+
+    @cached_property
+    def user_data(self) -> bytes | None:
+        """The raw user data given at launch (not base64), or None when there is none."""
+        try:
+            return self._transport.get("user-data")
+        except EC2MetadataNotFoundError:
+            return None
+
+    @property
+    def autoscaling_target_lifecycle_state(self) -> str | None:
+        """Uncached. The Auto Scaling lifecycle state the instance is moving to, or None."""
+        return self._read_or_none("meta-data/autoscaling/target-lifecycle-state", str)
+
+    @property
+    def instance_action(self) -> str:
+        """Uncached. A pending reboot or bundling action, ``"none"`` when there is none."""
+        return self._read("meta-data/instance-action", str)
+
+    @property
+    def spot_instance_action(self) -> SpotInstanceAction | None:
+        """Uncached. The action about to happen to this spot instance, or None."""
+        return self._read_or_none("meta-data/spot/instance-action", _spot_action)
+
+
+class InstanceTags(Mapping[str, str]):
+    """The instance's tags: names from one listing, each value fetched once, when first read."""
+
+    def __init__(self, names: list[str], parent: EC2Metadata) -> None:
+        self._names = dict.fromkeys(names)
+        self._values: dict[str, str] = {}
+        self._parent = parent
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._values:
+            self._values[name] = self._parent._read(f"meta-data/tags/instance/{name}", str)
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"InstanceTags({list(self._names)!r})"
+
+
+class NetworkInterface(_Node):
+    """One network interface of the instance, as found in `EC2Metadata.network_interfaces`."""
+
+    def __init__(self, mac: str, parent: EC2Metadata | None = None) -> None:
+        self.mac = mac
+        self.parent = ec2_metadata if parent is None else parent
+        self._transport = self.parent._transport
+        self._prefix = f"meta-data/network/interfaces/macs/{mac}/"
+
+    def __repr__(self) -> str:
+        return f"NetworkInterface({self.mac!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NetworkInterface):
+            return NotImplemented
+        return (self.mac, self.parent) == (other.mac, other.parent)
+
+    def __hash__(self) -> int:
+        return hash(self.mac)
+
+    device_number = _field("device-number", int)
+    interface_id = _field("interface-id", str)
+    ipv6s = _list_field("ipv6s")
+    ipv6_prefix = _list_field("ipv6-prefix")
+    owner_id = _field("owner-id", str)
+    private_hostname = _field("local-hostname", str)
+    private_ipv4s = _field("local-ipv4s", _lines)
+    public_hostname = _optional_field("public-hostname", str)
+    public_ipv4s = _list_field("public-ipv4s")
+    security_groups = _field("security-groups", _lines)
+    security_group_ids = _field("security-group-ids", _lines)
+    subnet_id = _field("subnet-id", str)
+    subnet_ipv4_cidr_block = _optional_field("subnet-ipv4-cidr-block", str)
+    subnet_ipv6_cidr_blocks = _list_field("subnet-ipv6-cidr-blocks")
+    vpc_id = _field("vpc-id", str)
+    vpc_ipv4_cidr_block = _optional_field("vpc-ipv4-cidr-block", str)
+    vpc_ipv4_cidr_blocks = _list_field("vpc-ipv4-cidr-blocks")
+    vpc_ipv6_cidr_blocks = _list_field("vpc-ipv6-cidr-blocks")
+
+    @cached_property
+    def ipv4_associations(self) -> dict[str, list[str]]:
+        """Each public IPv4 address of the interface, to the private addresses behind it."""
+        public_ips = self._read_or_none("ipv4-associations/", _names) or []
+        return {ip: self._read(f"ipv4-associations/{ip}", _lines) for ip in public_ips}
+
+
+class PublicKey(_Node):
+    """One SSH public key given at launch, as found in `EC2Metadata.public_keys`."""
+
+    def __init__(self, index: int, parent: EC2Metadata | None = None) -> None:
+        self.index = index
+        self.parent = ec2_metadata if parent is None else parent
+        self._transport = self.parent._transport
+        self._prefix = f"meta-data/public-keys/{index}/"
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.index!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PublicKey):
+            return NotImplemented
+        return (self.index, self.parent) == (other.index, other.parent)
+
+    def __hash__(self) -> int:
+        return hash(self.index)
+
+    openssh_key = _optional_field("openssh-key", str)
+
+
+ec2_metadata = EC2Metadata()

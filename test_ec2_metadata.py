@@ -1,0 +1,1439 @@
+"""Tests of ec2_metadata against a loopback fake of the Instance Metadata Service.
+
+Run with the standard library alone (``python -m unittest``) or under pytest.  No test
+ever connects to anything but 127.0.0.1: a guard installed at import makes any other
+connection fail the test that tried it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import ipaddress
+import json
+import os
+import pickle
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any, Callable, ClassVar, NamedTuple, Union
+from unittest import mock
+from urllib.parse import unquote
+
+import ec2_metadata
+from ec2_metadata import (
+    EC2Metadata,
+    EC2MetadataConfigError,
+    EC2MetadataConnectionError,
+    EC2MetadataDisabledError,
+    EC2MetadataError,
+    EC2MetadataHTTPError,
+    EC2MetadataMalformedError,
+    EC2MetadataNotFoundError,
+    InstanceTags,
+    NetworkInterface,
+    PublicKey,
+    SpotInstanceAction,
+)
+
+# The guard: no test may open a connection to anything but loopback --------------------
+
+
+class NonLoopbackConnection(AssertionError):
+    """A test tried to connect to an address that is not loopback."""
+
+
+def is_loopback(address: object) -> bool:
+    """True for an AF_INET/AF_INET6 address tuple whose host is a loopback address."""
+    if not isinstance(address, tuple):
+        return False
+    try:
+        return ipaddress.ip_address(str(address[0]).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+GUARD_VIOLATIONS: list[object] = []
+_unguarded_connect = socket.socket.connect
+_unguarded_connect_ex = socket.socket.connect_ex
+
+
+def _checked(sock: socket.socket, address: Any) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(address):
+        GUARD_VIOLATIONS.append(address)
+        raise NonLoopbackConnection(f"a test tried to connect to {address!r}, not loopback")
+
+
+def _guarded_connect(sock: socket.socket, address: Any) -> None:
+    _checked(sock, address)
+    _unguarded_connect(sock, address)
+
+
+def _guarded_connect_ex(sock: socket.socket, address: Any) -> int:
+    _checked(sock, address)
+    return _unguarded_connect_ex(sock, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
+
+
+# The fake Instance Metadata Service ----------------------------------------------------
+
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+PRIMARY_MAC = "0e:49:61:0f:c3:11"
+SECONDARY_MAC = "0e:5a:77:21:b0:9f"
+ROLE_NAME = "web-stack-WebRole-1TQ0ZJ3X6N4QF"
+PROFILE_ARN = "arn:aws:iam::123456789012:instance-profile/web-stack-WebProfile-O8XJ5GQZ2K1A"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0123456789abcdef web@example\n"
+USER_DATA = b"#!/bin/bash\necho hello > /tmp/hello\n"
+
+IDENTITY_DOCUMENT = {
+    "accountId": "123456789012",
+    "architecture": "x86_64",
+    "availabilityZone": "eu-west-1b",
+    "billingProducts": None,
+    "devpayProductCodes": None,
+    "marketplaceProductCodes": None,
+    "imageId": "ami-0a1b2c3d4e5f60718",
+    "instanceId": "i-0123456789abcdef0",
+    "instanceType": "t3.micro",
+    "kernelId": None,
+    "pendingTime": "2026-11-01T09:15:27Z",
+    "privateIp": "172.31.16.25",
+    "ramdiskId": None,
+    "region": "eu-west-1",
+    "version": "2017-09-30",
+}
+IAM_INFO = {
+    "Code": "Success",
+    "LastUpdated": "2026-11-27T02:10:41Z",
+    "InstanceProfileArn": PROFILE_ARN,
+    "InstanceProfileId": "AIPAZ4EXAMPLEPROFILE1",
+}
+CREDENTIALS = {
+    "Code": "Success",
+    "LastUpdated": "2026-11-27T02:10:41Z",
+    "Type": "AWS-HMAC",
+    "AccessKeyId": "ASIAZ4EXAMPLEKEY0001",
+    "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEYxx",
+    "Token": "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENvalue==",
+    "Expiration": "2026-11-27T08:26:12Z",
+}
+SPOT_ACTION = {"action": "terminate", "time": "2026-11-27T04:02:00Z"}
+
+Tree = dict[str, Union["Tree", str, bytes]]
+
+
+class Directory(dict):  # type: ignore[type-arg]
+    """A directory of the tree whose listing is not the plain one (``public-keys/``)."""
+
+    def __init__(self, entries: Tree, listing: str) -> None:
+        super().__init__(entries)
+        self.listing = listing
+
+
+def instance_tree(*, mock_quirks: bool = False) -> Tree:
+    """The metadata of one realistic instance, in the form the fake serves.
+
+    With ``mock_quirks``, answers look like amazon-ec2-metadata-mock's: tab-indented JSON
+    and a ``public-keys/`` listing of ``0/`` with no key name.
+    """
+
+    def as_json(value: object) -> str:
+        return json.dumps(value, indent="\t" if mock_quirks else 2)
+
+    def interface(number: int, public: bool) -> Tree:
+        data: Tree = {
+            "device-number": str(number),
+            "interface-id": f"eni-0{number}1234567890abcde",
+            "local-hostname": f"ip-172-31-16-{25 + number}.eu-west-1.compute.internal",
+            "local-ipv4s": f"172.31.16.{25 + number}\n172.31.16.{99 + number}",
+            "mac": PRIMARY_MAC if number == 0 else SECONDARY_MAC,
+            "owner-id": "123456789012",
+            "security-group-ids": "sg-0aa11bb22cc33dd44\nsg-0ee55ff66aa77bb88",
+            "security-groups": "web\nssh-access",
+            "subnet-id": f"subnet-0{number}a1b2c3d4e5f6789",
+            "subnet-ipv4-cidr-block": "172.31.16.0/20",
+            "vpc-id": "vpc-0f1e2d3c4b5a69788",
+            "vpc-ipv4-cidr-block": "172.31.0.0/16",
+            "vpc-ipv4-cidr-blocks": "172.31.0.0/16\n100.64.0.0/16",
+        }
+        if public:
+            data.update(
+                {
+                    "ipv4-associations": {"54.78.12.34": "172.31.16.25"},
+                    "ipv6s": "2a05:d018:1234:5600::10\n2a05:d018:1234:5600::11",
+                    "ipv6-prefix": "2a05:d018:1234:5600:9c3f::/80",
+                    "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
+                    "public-ipv4s": "54.78.12.34",
+                    "subnet-ipv6-cidr-blocks": "2a05:d018:1234:5600::/64",
+                    "vpc-ipv6-cidr-blocks": "2a05:d018:1234:5600::/56",
+                }
+            )
+        return data
+
+    public_keys: Tree = {"0": {"openssh-key": SSH_KEY}}
+    return {
+        "meta-data": {
+            "ami-id": "ami-0a1b2c3d4e5f60718",
+            "ami-launch-index": "0",
+            "ami-manifest-path": "(unknown)",
+            "autoscaling": {"target-lifecycle-state": "InService"},
+            "hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
+            "iam": {
+                "info": as_json(IAM_INFO),
+                "security-credentials": {ROLE_NAME: as_json(CREDENTIALS)},
+            },
+            "instance-action": "none",
+            "instance-id": "i-0123456789abcdef0",
+            "instance-life-cycle": "spot",
+            "instance-type": "t3.micro",
+            "kernel-id": "aki-dc9ed9af",
+            "local-hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
+            "local-ipv4": "172.31.16.25",
+            "mac": PRIMARY_MAC,
+            "network": {
+                "interfaces": {
+                    "macs": {
+                        PRIMARY_MAC: interface(0, public=True),
+                        SECONDARY_MAC: interface(1, public=False),
+                    }
+                }
+            },
+            "placement": {
+                "availability-zone": "eu-west-1b",
+                "availability-zone-id": "euw1-az3",
+                "region": "eu-west-1",
+            },
+            "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
+            "public-ipv4": "54.78.12.34",
+            "public-keys": public_keys if mock_quirks else Directory(public_keys, "0=web-key"),
+            "reservation-id": "r-0123456789abcdef0",
+            "security-groups": "web\nssh-access",
+            "services": {"domain": "amazonaws.com", "partition": "aws"},
+            "spot": {"instance-action": as_json(SPOT_ACTION)},
+            "tags": {"instance": {"Name": "web-1", "Environment": "production"}},
+        },
+        "dynamic": {"instance-identity": {"document": as_json(IDENTITY_DOCUMENT)}},
+        "user-data": USER_DATA,
+    }
+
+
+class Request(NamedTuple):
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class Reply(NamedTuple):
+    """A scripted answer the fake gives instead of the normal one."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Fault = Union[Reply, Callable[[http.server.BaseHTTPRequestHandler], None]]
+
+
+class FakeIMDS:
+    """A stand-in for the Instance Metadata Service on 127.0.0.1 and a free port.
+
+    It enforces IMDSv2 as the real service does: a token from ``PUT /latest/api/token``
+    (400 without a TTL from 1 to 21600, 403 with ``X-Forwarded-For``), 401 for a GET
+    without a valid token, 404 for unknown paths, and directory listings with a ``/``
+    after sub-directories.  It records every request and counts TCP connections; tests
+    can script faults per path and revoke tokens.
+    """
+
+    def __init__(self, tree: Tree | None = None, *, mock_quirks: bool = False) -> None:
+        self.tree = instance_tree(mock_quirks=mock_quirks) if tree is None else tree
+        self.requests: list[Request] = []
+        self.connections = 0
+        self.tokens: dict[str, float] = {}
+        self.faults: dict[tuple[str, str], list[Fault]] = {}
+        self.latency = 0.0
+        self.lock = threading.Lock()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHandler)
+        self.server.daemon_threads = True
+        self.server.imds = self  # type: ignore[attr-defined]
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FakeIMDS:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def client(self, **options: Any) -> EC2Metadata:
+        return EC2Metadata(endpoint=self.url, **options)
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        with self.lock:
+            return sum(
+                1
+                for request in self.requests
+                if method in (None, request.method) and path in (None, request.path)
+            )
+
+    def inject(self, method: str, path: str, *faults: Fault) -> None:
+        """Answer the next requests for ``path`` (as sent, e.g. ``/latest/meta-data/mac``)
+        with ``faults``, one each, before normal service resumes."""
+        self.faults.setdefault((method, path), []).extend(faults)
+
+    def remove(self, path: str) -> None:
+        """Delete the entry at ``path`` (``meta-data/kernel-id``) so the fake answers 404."""
+        *parents, name = path.split("/")
+        node: Any = self.tree
+        for part in parents:
+            node = node[part]
+        del node[name]
+
+    def put(self, path: str, value: str | bytes | Tree) -> None:
+        *parents, name = path.split("/")
+        node: Any = self.tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = value
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    # Serving
+
+    def answer(self, handler: _FakeHandler, method: str) -> None:
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        with self.lock:
+            self.requests.append(Request(method, handler.path, headers))
+            queued = self.faults.get((method, handler.path))
+            fault = queued.pop(0) if queued else None
+        if self.latency:
+            time.sleep(self.latency)
+        if isinstance(fault, Reply):
+            handler.reply(fault.status, fault.body, fault.headers)
+        elif fault is not None:
+            fault(handler)
+        elif method == "PUT":
+            self._issue_token(handler, headers)
+        elif not self._token_is_valid(headers.get(TOKEN_HEADER.lower())):
+            handler.reply(401, b"")
+        else:
+            self._serve_path(handler)
+
+    def _issue_token(self, handler: _FakeHandler, headers: dict[str, str]) -> None:
+        if handler.path != "/latest/api/token":
+            handler.reply(405 if handler.path.startswith("/latest/") else 404, b"")
+            return
+        if "x-forwarded-for" in headers:
+            handler.reply(403, b"Forbidden")
+            return
+        ttl = headers.get(TTL_HEADER.lower(), "")
+        if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+            handler.reply(400, b"Bad Request")
+            return
+        token = secrets.token_urlsafe(42)
+        with self.lock:
+            self.tokens[token] = time.monotonic() + int(ttl)
+        handler.reply(200, token.encode(), ((TTL_HEADER, ttl),))
+
+    def _token_is_valid(self, token: str | None) -> bool:
+        with self.lock:
+            expiry = self.tokens.get(token or "")
+        return expiry is not None and time.monotonic() < expiry
+
+    def _serve_path(self, handler: _FakeHandler) -> None:
+        if not handler.path.startswith("/latest/"):
+            handler.reply(404, b"Not Found")
+            return
+        relative = unquote(handler.path[len("/latest/") :])
+        node: Any = self.tree
+        for part in relative.rstrip("/").split("/"):
+            if not isinstance(node, dict) or part not in node:
+                handler.reply(404, b"Not Found")
+                return
+            node = node[part]
+        if isinstance(node, Directory):
+            handler.reply(200, node.listing.encode())
+        elif isinstance(node, dict):
+            listing = "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in node.items())
+            handler.reply(200, listing.encode())
+        elif relative.endswith("/"):
+            handler.reply(404, b"Not Found")
+        else:
+            handler.reply(200, node if isinstance(node, bytes) else node.encode())
+
+
+class _FakeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10
+    server_version = "EC2ws"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes: without this, Nagle's algorithm holds
+        # the body until the client's delayed ACK, 40 ms a request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        imds: FakeIMDS = self.server.imds  # type: ignore[attr-defined]
+        with imds.lock:
+            imds.connections += 1
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean."""
+
+    def do_GET(self) -> None:
+        self.server.imds.answer(self, "GET")  # type: ignore[attr-defined]
+
+    def do_PUT(self) -> None:
+        self.server.imds.answer(self, "PUT")  # type: ignore[attr-defined]
+
+    def reply(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        for name, value in headers:
+            self.send_header(name, value)
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+# Helpers -------------------------------------------------------------------------------
+
+SETTING_VARIABLES = (
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_METADATA_SERVICE_TIMEOUT",
+    "AWS_METADATA_SERVICE_NUM_ATTEMPTS",
+)
+
+ATTRIBUTES = {
+    "account_id": "123456789012",
+    "ami_id": "ami-0a1b2c3d4e5f60718",
+    "ami_launch_index": 0,
+    "ami_manifest_path": "(unknown)",
+    "autoscaling_target_lifecycle_state": "InService",
+    "availability_zone": "eu-west-1b",
+    "availability_zone_id": "euw1-az3",
+    "domain": "amazonaws.com",
+    "iam_info": IAM_INFO,
+    "iam_security_credentials": CREDENTIALS,
+    "instance_action": "none",
+    "instance_id": "i-0123456789abcdef0",
+    "instance_identity_document": IDENTITY_DOCUMENT,
+    "instance_life_cycle": "spot",
+    "instance_profile_arn": PROFILE_ARN,
+    "instance_profile_id": "AIPAZ4EXAMPLEPROFILE1",
+    "instance_profile_name": "web-stack-WebProfile-O8XJ5GQZ2K1A",
+    "instance_type": "t3.micro",
+    "kernel_id": "aki-dc9ed9af",
+    "mac": PRIMARY_MAC,
+    "partition": "aws",
+    "private_hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
+    "private_ipv4": "172.31.16.25",
+    "public_hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
+    "public_ipv4": "54.78.12.34",
+    "region": "eu-west-1",
+    "reservation_id": "r-0123456789abcdef0",
+    "security_groups": ["web", "ssh-access"],
+    "spot_instance_action": SpotInstanceAction(
+        "terminate", datetime(2026, 11, 27, 4, 2, tzinfo=timezone.utc)
+    ),
+    "user_data": USER_DATA,
+}
+
+PRIMARY_INTERFACE = {
+    "device_number": 0,
+    "interface_id": "eni-001234567890abcde",
+    "ipv4_associations": {"54.78.12.34": ["172.31.16.25"]},
+    "ipv6s": ["2a05:d018:1234:5600::10", "2a05:d018:1234:5600::11"],
+    "ipv6_prefix": ["2a05:d018:1234:5600:9c3f::/80"],
+    "mac": PRIMARY_MAC,
+    "owner_id": "123456789012",
+    "private_hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
+    "private_ipv4s": ["172.31.16.25", "172.31.16.99"],
+    "public_hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
+    "public_ipv4s": ["54.78.12.34"],
+    "security_groups": ["web", "ssh-access"],
+    "security_group_ids": ["sg-0aa11bb22cc33dd44", "sg-0ee55ff66aa77bb88"],
+    "subnet_id": "subnet-00a1b2c3d4e5f6789",
+    "subnet_ipv4_cidr_block": "172.31.16.0/20",
+    "subnet_ipv6_cidr_blocks": ["2a05:d018:1234:5600::/64"],
+    "vpc_id": "vpc-0f1e2d3c4b5a69788",
+    "vpc_ipv4_cidr_block": "172.31.0.0/16",
+    "vpc_ipv4_cidr_blocks": ["172.31.0.0/16", "100.64.0.0/16"],
+    "vpc_ipv6_cidr_blocks": ["2a05:d018:1234:5600::/56"],
+}
+
+# What a private interface without IPv6 gives where the service answers 404.
+SECONDARY_ABSENT: dict[str, object] = {
+    "ipv4_associations": {},
+    "ipv6s": [],
+    "ipv6_prefix": [],
+    "public_hostname": None,
+    "public_ipv4s": [],
+    "subnet_ipv6_cidr_blocks": [],
+    "vpc_ipv6_cidr_blocks": [],
+}
+
+
+def read_everything(client: EC2Metadata) -> dict[str, object]:
+    """Every attribute of the client, of each interface, tag and public key."""
+    values: dict[str, object] = {name: getattr(client, name) for name in ATTRIBUTES}
+    for mac, interface in client.network_interfaces.items():
+        for name in PRIMARY_INTERFACE:
+            values[f"{mac}.{name}"] = getattr(interface, name)
+    values["tags"] = dict(client.tags)
+    values["public_keys"] = {name: key.openssh_key for name, key in client.public_keys.items()}
+    return values
+
+
+class LoopbackTestCase(unittest.TestCase):
+    """Runs each test with none of the AWS settings in the environment, and fails it if
+    it tried to connect anywhere but loopback (even if the client swallowed the error)."""
+
+    def setUp(self) -> None:
+        del GUARD_VIOLATIONS[:]
+        environment = mock.patch.dict(os.environ)
+        environment.start()
+        self.addCleanup(environment.stop)
+        for name in SETTING_VARIABLES:
+            os.environ.pop(name, None)
+        ec2_metadata.ec2_metadata.clear_all()
+        self.addCleanup(ec2_metadata.ec2_metadata.clear_all)
+        self.addCleanup(self.assert_only_loopback)
+
+    def assert_only_loopback(self) -> None:
+        self.assertEqual(GUARD_VIOLATIONS, [], "a test connected to a non-loopback address")
+
+    def serve(self, tree: Tree | None = None, **options: Any) -> FakeIMDS:
+        imds = FakeIMDS(tree, **options).__enter__()
+        self.addCleanup(imds.__exit__, None, None, None)
+        return imds
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[str]:
+    """A loopback endpoint that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+# Tests ---------------------------------------------------------------------------------
+
+
+class GuardTests(unittest.TestCase):
+    def test_the_guard_is_installed_on_every_socket(self) -> None:
+        self.assertIs(socket.socket.connect, _guarded_connect)
+        self.assertIs(socket.socket.connect_ex, _guarded_connect_ex)
+
+    def test_the_guard_refuses_everything_but_loopback(self) -> None:
+        self.assertTrue(is_loopback(("127.0.0.1", 80)))
+        self.assertTrue(is_loopback(("::1", 80, 0, 0)))
+        self.assertFalse(is_loopback(("169.254.169.254", 80)))  # the real service
+        self.assertFalse(is_loopback(("fd00:ec2::254", 80, 0, 0)))  # the real service
+        self.assertFalse(is_loopback(("localhost", 80)))  # a name: connect gets addresses
+        self.assertFalse(is_loopback("/run/some.sock"))
+
+    def test_a_refused_address_raises_before_any_packet(self) -> None:
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        with (
+            mock.patch.object(sys.modules[__name__], "_unguarded_connect") as real,
+            mock.patch(f"{__name__}._unguarded_connect_ex") as real_ex,
+        ):
+            with self.assertRaises(NonLoopbackConnection):
+                sock.connect(("169.254.169.254", 80))  # expected: refused by the guard
+            with self.assertRaises(NonLoopbackConnection):
+                sock.connect_ex(("169.254.169.254", 80))  # expected: refused by the guard
+        real.assert_not_called()
+        real_ex.assert_not_called()
+        self.assertEqual(len(GUARD_VIOLATIONS), 2)
+        del GUARD_VIOLATIONS[:]
+
+    def test_loopback_connections_go_through(self) -> None:
+        with socket.socket() as listener, socket.socket() as client:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            self.assertEqual(client.connect_ex(listener.getsockname()), 0)
+
+
+class FakeIMDSTests(LoopbackTestCase):
+    """The fake enforces IMDSv2 the way the real service does."""
+
+    def exchange(
+        self, imds: FakeIMDS, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", imds.server.server_address[1])
+        try:
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def test_token_requests(self) -> None:
+        imds = self.serve()
+        ttl = {TTL_HEADER: "21600"}
+        self.assertEqual(self.exchange(imds, "PUT", "/latest/api/token", {})[0], 400)
+        for bad in ("0", "21601", "-5", "soon"):
+            self.assertEqual(
+                self.exchange(imds, "PUT", "/latest/api/token", {TTL_HEADER: bad})[0], 400
+            )
+        forwarded = {**ttl, "X-Forwarded-For": "203.0.113.9"}
+        self.assertEqual(self.exchange(imds, "PUT", "/latest/api/token", forwarded)[0], 403)
+        self.assertEqual(self.exchange(imds, "PUT", "/latest/meta-data/", ttl)[0], 405)
+        self.assertEqual(self.exchange(imds, "PUT", "/other", ttl)[0], 404)
+        status, token = self.exchange(imds, "PUT", "/latest/api/token", ttl)
+        self.assertEqual((status, list(imds.tokens)), (200, [token.decode()]))
+
+    def test_reads_need_a_valid_token(self) -> None:
+        imds = self.serve()
+        _, token = self.exchange(imds, "PUT", "/latest/api/token", {TTL_HEADER: "60"})
+        good = {TOKEN_HEADER: token.decode()}
+        self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac", {})[0], 401)
+        self.assertEqual(
+            self.exchange(imds, "GET", "/latest/meta-data/mac", {TOKEN_HEADER: "forged"})[0], 401
+        )
+        self.assertEqual(
+            self.exchange(imds, "GET", "/latest/meta-data/mac", good), (200, PRIMARY_MAC.encode())
+        )
+        imds.revoke_tokens()
+        self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac", good)[0], 401)
+
+    def test_paths_and_listings(self) -> None:
+        imds = self.serve()
+        _, token = self.exchange(imds, "PUT", "/latest/api/token", {TTL_HEADER: "60"})
+        good = {TOKEN_HEADER: token.decode()}
+        self.assertEqual(self.exchange(imds, "GET", "/meta-data/mac", good)[0], 404)
+        self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/nothing", good)[0], 404)
+        self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac/", good)[0], 404)
+        self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac/x", good)[0], 404)
+        _, listing = self.exchange(imds, "GET", "/latest/meta-data/placement/", good)
+        self.assertEqual(
+            listing.decode().splitlines(), ["availability-zone", "availability-zone-id", "region"]
+        )
+        _, listing = self.exchange(imds, "GET", "/latest/meta-data/iam", good)
+        self.assertEqual(listing.decode().splitlines(), ["info", "security-credentials/"])
+        _, listing = self.exchange(imds, "GET", "/latest/meta-data/public-keys/", good)
+        self.assertEqual(listing, b"0=web-key")
+
+
+class AttributeTests(LoopbackTestCase):
+    def test_every_attribute_has_its_value_and_type(self) -> None:
+        client = self.serve().client()
+        for name, expected in ATTRIBUTES.items():
+            with self.subTest(name):
+                value = getattr(client, name)
+                self.assertEqual(value, expected)
+                self.assertIs(type(value), type(expected))
+
+    def test_spot_action_time_is_aware_utc(self) -> None:
+        action = self.serve().client().spot_instance_action
+        assert action is not None
+        self.assertEqual(action.action, "terminate")
+        self.assertEqual(action.time.utcoffset(), timezone.utc.utcoffset(None))
+
+    def test_spot_action_time_with_an_offset_or_none_becomes_utc(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        for written, expected in [
+            ("2026-11-27T06:02:00+02:00", datetime(2026, 11, 27, 4, 2, tzinfo=timezone.utc)),
+            ("2026-11-27T04:02:00", datetime(2026, 11, 27, 4, 2, tzinfo=timezone.utc)),
+        ]:
+            imds.put(
+                "meta-data/spot/instance-action", json.dumps({"action": "stop", "time": written})
+            )
+            self.assertEqual(client.spot_instance_action, SpotInstanceAction("stop", expected))
+
+    def test_network_interfaces_by_mac(self) -> None:
+        client = self.serve().client()
+        interfaces = client.network_interfaces
+        self.assertEqual(list(interfaces), [PRIMARY_MAC, SECONDARY_MAC])
+        self.assertEqual(interfaces[PRIMARY_MAC], NetworkInterface(PRIMARY_MAC, client))
+        for name, expected in PRIMARY_INTERFACE.items():
+            with self.subTest(name):
+                self.assertEqual(getattr(interfaces[PRIMARY_MAC], name), expected)
+
+    def test_a_private_interface_gives_empty_values(self) -> None:
+        secondary = self.serve().client().network_interfaces[SECONDARY_MAC]
+        for name, expected in SECONDARY_ABSENT.items():
+            with self.subTest(name):
+                self.assertEqual(getattr(secondary, name), expected)
+        self.assertEqual(secondary.device_number, 1)
+        self.assertEqual(secondary.vpc_ipv4_cidr_block, "172.31.0.0/16")
+
+    def test_network_interface_repr_equality_and_hash(self) -> None:
+        client = EC2Metadata(endpoint="http://127.0.0.1:9")
+        other_client = EC2Metadata(endpoint="http://127.0.0.1:9")
+        interface = NetworkInterface(PRIMARY_MAC, client)
+        self.assertEqual(repr(interface), f"NetworkInterface('{PRIMARY_MAC}')")
+        self.assertEqual(interface, NetworkInterface(PRIMARY_MAC, client))
+        self.assertNotEqual(interface, NetworkInterface(SECONDARY_MAC, client))
+        self.assertNotEqual(interface, NetworkInterface(PRIMARY_MAC, other_client))
+        self.assertNotEqual(interface, PRIMARY_MAC)
+        self.assertEqual(len({interface, NetworkInterface(PRIMARY_MAC, client)}), 1)
+        self.assertIs(NetworkInterface(PRIMARY_MAC).parent, ec2_metadata.ec2_metadata)
+
+    def test_public_keys_by_name(self) -> None:
+        client = self.serve().client()
+        self.assertEqual(client.public_keys, {"web-key": PublicKey(0, client)})
+        key = client.public_keys["web-key"]
+        self.assertEqual(key.index, 0)
+        self.assertEqual(key.openssh_key, SSH_KEY)
+        self.assertEqual(repr(key), "PublicKey(0)")
+
+    def test_public_key_repr_equality_and_hash(self) -> None:
+        client = EC2Metadata(endpoint="http://127.0.0.1:9")
+        self.assertEqual(PublicKey(1, client), PublicKey(1, client))
+        self.assertNotEqual(PublicKey(1, client), PublicKey(2, client))
+        self.assertNotEqual(PublicKey(1, client), 1)
+        self.assertEqual(len({PublicKey(1, client), PublicKey(1, client)}), 1)
+        self.assertIs(PublicKey(0).parent, ec2_metadata.ec2_metadata)
+
+    def test_a_public_key_without_openssh_format_gives_none(self) -> None:
+        imds = self.serve()
+        imds.remove("meta-data/public-keys/0/openssh-key")
+        self.assertIsNone(imds.client().public_keys["web-key"].openssh_key)
+
+    def test_tags(self) -> None:
+        tags = self.serve().client().tags
+        self.assertIsInstance(tags, InstanceTags)
+        self.assertEqual(dict(tags), {"Name": "web-1", "Environment": "production"})
+        self.assertEqual(repr(tags), "InstanceTags(['Name', 'Environment'])")
+
+    def test_amazon_ec2_metadata_mock_quirks(self) -> None:
+        imds = self.serve(mock_quirks=True)
+        client = imds.client()
+        self.assertEqual(client.public_keys, {"0": PublicKey(0, client)})
+        self.assertEqual(client.public_keys["0"].openssh_key, SSH_KEY)
+        self.assertEqual(client.iam_security_credentials, CREDENTIALS)
+        self.assertEqual(client.instance_identity_document, IDENTITY_DOCUMENT)
+        self.assertEqual(client.spot_instance_action, ATTRIBUTES["spot_instance_action"])
+
+    def test_the_role_comes_from_the_credentials_listing_not_the_profile_name(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertNotEqual(client.instance_profile_name, ROLE_NAME)
+        self.assertEqual(client.iam_security_credentials, CREDENTIALS)
+        self.assertEqual(
+            imds.count("GET", f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}"), 1
+        )
+
+
+class AbsentValueTests(LoopbackTestCase):
+    ABSENT: ClassVar[dict[str, tuple[str, object]]] = {
+        "autoscaling_target_lifecycle_state": ("meta-data/autoscaling", None),
+        "availability_zone_id": ("meta-data/placement/availability-zone-id", None),
+        "iam_info": ("meta-data/iam", None),
+        "iam_security_credentials": ("meta-data/iam", None),
+        "instance_profile_arn": ("meta-data/iam", None),
+        "instance_profile_id": ("meta-data/iam", None),
+        "instance_profile_name": ("meta-data/iam", None),
+        "kernel_id": ("meta-data/kernel-id", None),
+        "public_hostname": ("meta-data/public-hostname", None),
+        "public_ipv4": ("meta-data/public-ipv4", None),
+        "public_keys": ("meta-data/public-keys", {}),
+        "spot_instance_action": ("meta-data/spot", None),
+        "user_data": ("user-data", None),
+    }
+
+    def test_each_absent_value_is_none_or_empty(self) -> None:
+        for name, (path, expected) in self.ABSENT.items():
+            with self.subTest(name):
+                imds = self.serve()
+                imds.remove(path)
+                self.assertEqual(getattr(imds.client(), name), expected)
+
+    def test_no_credentials_when_the_role_listing_is_empty(self) -> None:
+        imds = self.serve()
+        imds.put("meta-data/iam/security-credentials", {})
+        self.assertIsNone(imds.client().iam_security_credentials)
+
+    def test_a_missing_required_value_raises_not_found(self) -> None:
+        imds = self.serve()
+        imds.remove("meta-data/instance-id")
+        imds.remove(f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/subnet-id")
+        client = imds.client()
+        with self.assertRaises(EC2MetadataNotFoundError) as caught:
+            client.instance_id
+        self.assertEqual(caught.exception.status, 404)
+        self.assertEqual(caught.exception.path, "meta-data/instance-id")
+        self.assertIn("/latest/meta-data/instance-id answered 404", str(caught.exception))
+        with self.assertRaises(EC2MetadataNotFoundError) as caught:
+            client.network_interfaces[PRIMARY_MAC].subnet_id
+        self.assertEqual(
+            caught.exception.path, f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/subnet-id"
+        )
+
+    def test_tags_not_allowed_in_metadata_raise_with_the_fix(self) -> None:
+        imds = self.serve()
+        imds.remove("meta-data/tags")
+        with self.assertRaises(EC2MetadataNotFoundError) as caught:
+            imds.client().tags
+        self.assertEqual(caught.exception.path, "meta-data/tags/instance/")
+        self.assertIn("--instance-metadata-tags enabled", str(caught.exception))
+
+
+class CachingTests(LoopbackTestCase):
+    def test_a_second_read_makes_no_request(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        first = read_everything(client)
+        before = imds.count()
+        second = read_everything(client)
+        uncached = ("autoscaling_target_lifecycle_state", "instance_action", "spot_instance_action")
+        self.assertEqual(first, second)
+        self.assertEqual(imds.count() - before, len(uncached))
+        for name in uncached:
+            self.assertEqual(imds.count("GET", f"/latest/{ATTRIBUTE_PATHS[name]}"), 2)
+
+    def test_uncached_attributes_follow_the_service(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.instance_action, "none")
+        imds.put("meta-data/instance-action", "reboot")
+        imds.put("meta-data/autoscaling/target-lifecycle-state", "Terminated")
+        imds.remove("meta-data/spot/instance-action")
+        self.assertEqual(client.instance_action, "reboot")
+        self.assertEqual(client.autoscaling_target_lifecycle_state, "Terminated")
+        self.assertIsNone(client.spot_instance_action)
+
+    def test_del_forgets_one_value(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.tags["Name"], "web-1")
+        self.assertEqual(client.instance_type, "t3.micro")
+        imds.put("meta-data/tags/instance/Name", "web-2")
+        imds.put("meta-data/instance-type", "m7g.large")
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(client.tags["Name"], "web-1")
+        del client.tags
+        self.assertEqual(client.tags["Name"], "web-2")
+        self.assertEqual(client.instance_type, "t3.micro")
+
+    def test_clear_all_forgets_every_value_and_the_token(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        first = read_everything(client)
+        self.assertEqual(imds.count("PUT"), 1)
+        client.clear_all()
+        before = imds.count("GET")
+        self.assertEqual(read_everything(client), first)
+        self.assertEqual(imds.count("PUT"), 2)
+        self.assertEqual(imds.count("GET") - before, before)
+
+    def test_clear_all_of_an_interface_and_a_key(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        interface = client.network_interfaces[PRIMARY_MAC]
+        key = client.public_keys["web-key"]
+        self.assertEqual(interface.subnet_id, "subnet-00a1b2c3d4e5f6789")
+        self.assertEqual(key.openssh_key, SSH_KEY)
+        imds.put(f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/subnet-id", "subnet-new")
+        imds.put("meta-data/public-keys/0/openssh-key", "ssh-rsa AAAA new\n")
+        self.assertEqual(interface.subnet_id, "subnet-00a1b2c3d4e5f6789")
+        interface.clear_all()
+        key.clear_all()
+        self.assertEqual(interface.subnet_id, "subnet-new")
+        self.assertEqual(key.openssh_key, "ssh-rsa AAAA new\n")
+        self.assertEqual(interface.mac, PRIMARY_MAC)
+
+    def test_tags_are_lazy_and_each_value_is_fetched_once(self) -> None:
+        imds = self.serve()
+        tags = imds.client().tags
+        self.assertEqual(imds.count("GET"), 1)
+        self.assertIn("Name", tags)
+        self.assertNotIn("Owner", tags)
+        self.assertEqual(len(tags), 2)
+        self.assertEqual(list(tags), ["Name", "Environment"])
+        self.assertEqual(imds.count("GET"), 1)
+        self.assertEqual(tags["Name"], "web-1")
+        self.assertEqual(tags["Name"], "web-1")
+        self.assertEqual(tags.get("Owner", "nobody"), "nobody")
+        self.assertEqual(imds.count("GET", "/latest/meta-data/tags/instance/Name"), 1)
+        self.assertEqual(imds.count("GET"), 2)
+        with self.assertRaises(KeyError):
+            tags["Owner"]
+
+    def test_tag_names_are_quoted_in_the_path(self) -> None:
+        imds = self.serve()
+        imds.put("meta-data/tags/instance/team name%", "platform")
+        tags = imds.client().tags
+        self.assertEqual(tags["team name%"], "platform")
+        self.assertEqual(imds.count("GET", "/latest/meta-data/tags/instance/team%20name%25"), 1)
+
+
+ATTRIBUTE_PATHS = {
+    "autoscaling_target_lifecycle_state": "meta-data/autoscaling/target-lifecycle-state",
+    "instance_action": "meta-data/instance-action",
+    "spot_instance_action": "meta-data/spot/instance-action",
+}
+
+
+class FullReadTests(LoopbackTestCase):
+    def test_one_put_one_get_per_path_one_connection(self) -> None:
+        imds = self.serve()
+        values = read_everything(imds.client())
+        self.assertEqual(values["tags"], {"Name": "web-1", "Environment": "production"})
+        self.assertEqual(imds.count("PUT"), 1)
+        gets = [request.path for request in imds.requests if request.method == "GET"]
+        self.assertEqual(len(gets), len(set(gets)), "a path was fetched twice")
+        self.assertEqual(imds.connections, 1)
+
+    def test_every_request_carries_imdsv2_headers(self) -> None:
+        imds = self.serve()
+        read_everything(imds.client())
+        put, *gets = imds.requests
+        self.assertEqual((put.method, put.path), ("PUT", "/latest/api/token"))
+        self.assertEqual(put.headers[TTL_HEADER.lower()], "21600")
+        tokens = {request.headers[TOKEN_HEADER.lower()] for request in gets}
+        self.assertEqual(tokens, set(imds.tokens))
+        self.assertTrue(all(request.method == "GET" for request in gets))
+        self.assertFalse(any("x-forwarded-for" in request.headers for request in imds.requests))
+
+
+class TokenTests(LoopbackTestCase):
+    def test_one_token_is_shared_by_every_thread(self) -> None:
+        imds = self.serve()
+        imds.latency = 0.002
+        client = imds.client()
+        names = list(ATTRIBUTES)
+        results: dict[str, object] = {}
+
+        def read(name: str) -> None:
+            results[name] = getattr(client, name)
+
+        threads = [threading.Thread(target=read, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(results, ATTRIBUTES)
+        self.assertEqual(imds.count("PUT"), 1)
+        self.assertEqual(imds.connections, 1)
+
+    def test_a_token_is_renewed_before_it_expires(self) -> None:
+        imds = self.serve()
+        clock = FakeClock()
+        with mock.patch.object(ec2_metadata, "time", clock):
+            client = imds.client(token_ttl=600)
+            self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+            clock.now += 539  # 600 s, less a 60 s margin, less one second
+            self.assertEqual(client.ami_id, "ami-0a1b2c3d4e5f60718")
+            self.assertEqual(imds.count("PUT"), 1)
+            clock.now += 1
+            self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(imds.count("PUT"), 2)
+        self.assertEqual(
+            imds.requests[1].headers[TOKEN_HEADER.lower()],
+            imds.requests[2].headers[TOKEN_HEADER.lower()],
+        )
+        self.assertNotEqual(
+            imds.requests[2].headers[TOKEN_HEADER.lower()],
+            imds.requests[4].headers[TOKEN_HEADER.lower()],
+        )
+        self.assertEqual(imds.requests[3].headers[TTL_HEADER.lower()], "600")
+
+    def test_a_revoked_token_is_renewed_once_and_the_request_retried(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        imds.revoke_tokens()  # what a stop and start does
+        self.assertEqual(client.ami_id, "ami-0a1b2c3d4e5f60718")
+        self.assertEqual(
+            [(r.method, r.path) for r in imds.requests],
+            [
+                ("PUT", "/latest/api/token"),
+                ("GET", "/latest/meta-data/instance-id"),
+                ("GET", "/latest/meta-data/ami-id"),
+                ("PUT", "/latest/api/token"),
+                ("GET", "/latest/meta-data/ami-id"),
+            ],
+        )
+
+    def test_a_401_for_a_fresh_token_raises_instead_of_looping(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", "/latest/meta-data/instance-id", Reply(401), Reply(401))
+        with self.assertRaises(EC2MetadataHTTPError) as caught:
+            imds.client().instance_id
+        self.assertEqual(caught.exception.status, 401)
+        self.assertIn("rejected a token it had just issued", str(caught.exception))
+        self.assertEqual(imds.count("PUT"), 2)
+        self.assertEqual(imds.count("GET"), 2)
+
+    def test_server_errors_are_retried_after_a_short_jittered_pause(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", "/latest/meta-data/instance-id", Reply(500), Reply(503))
+        clock = FakeClock()
+        with (
+            mock.patch.object(ec2_metadata, "time", clock),
+            self.assertLogs("ec2_metadata", "DEBUG") as logs,
+        ):
+            self.assertEqual(imds.client().instance_id, "i-0123456789abcdef0")
+        self.assertEqual(len(clock.slept), 2)
+        self.assertTrue(0.05 <= clock.slept[0] <= 0.1, clock.slept)
+        self.assertTrue(0.1 <= clock.slept[1] <= 0.2, clock.slept)
+        self.assertIn("attempt 1 of 3 failed", logs.output[0])
+        self.assertIn("answered 500", logs.output[0])
+
+    def test_the_token_never_shows_in_errors_or_reprs(self) -> None:
+        imds = self.serve()
+        client = imds.client(attempts=1)
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        imds.inject("GET", "/latest/meta-data/mac", Reply(503))
+        with self.assertRaises(EC2MetadataHTTPError) as raised:
+            client.mac
+        (token,) = imds.tokens
+        for text in (str(raised.exception), repr(raised.exception), repr(client)):
+            self.assertNotIn(token, text)
+
+
+class FakeClock:
+    """Stands in for the ``time`` module inside ec2_metadata."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+class ConfigurationTests(LoopbackTestCase):
+    def test_the_default_endpoints(self) -> None:
+        # Only the URL is checked: nothing connects to the real service.
+        self.assertEqual(EC2Metadata().service_url, "http://169.254.169.254/latest/")
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"] = "IPv6"
+        self.assertEqual(EC2Metadata().service_url, "http://[fd00:ec2::254]/latest/")
+        self.assertEqual(
+            EC2Metadata(endpoint_mode="ipv4").service_url, "http://169.254.169.254/latest/"
+        )
+
+    def test_the_endpoint_variable_with_or_without_a_trailing_slash(self) -> None:
+        imds = self.serve()
+        for endpoint in (imds.url, imds.url + "/"):
+            os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = endpoint
+            client = EC2Metadata()
+            self.assertEqual(client.service_url, imds.url + "/latest/")
+            self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+
+    def test_an_endpoint_with_a_path_prefix_keeps_it(self) -> None:
+        client = EC2Metadata(endpoint="http://127.0.0.1:1338/imds/")
+        self.assertEqual(client.service_url, "http://127.0.0.1:1338/imds/latest/")
+
+    def test_a_keyword_argument_beats_the_environment(self) -> None:
+        imds = self.serve()
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
+        os.environ["AWS_METADATA_SERVICE_TIMEOUT"] = "abc"
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+        client = EC2Metadata(endpoint=imds.url, timeout=2, disabled=False)
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+
+    def test_settings_are_read_at_the_first_request_and_again_after_clear_all(self) -> None:
+        first, second = self.serve(), self.serve()
+        second.put("meta-data/instance-id", "i-second")
+        client = EC2Metadata()
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = first.url
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = second.url
+        del client.instance_id
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        client.clear_all()
+        self.assertEqual(client.instance_id, "i-second")
+
+    def test_the_singleton_follows_the_environment(self) -> None:
+        imds = self.serve()
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = imds.url
+        from ec2_metadata import ec2_metadata as singleton
+
+        self.assertEqual(singleton.region, "eu-west-1")
+        self.assertEqual(imds.count("PUT"), 1)
+
+    def test_disabled_raises_at_once_without_traffic(self) -> None:
+        imds = self.serve()
+        for value in ("true", "TRUE", "True"):
+            os.environ["AWS_EC2_METADATA_DISABLED"] = value
+            with self.assertRaises(EC2MetadataDisabledError) as caught:
+                imds.client().instance_id
+            self.assertIn("AWS_EC2_METADATA_DISABLED", str(caught.exception))
+        with self.assertRaises(EC2MetadataDisabledError):
+            imds.client(disabled=True).region
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "false"
+        self.assertEqual(imds.count(), 0)
+        self.assertEqual(imds.client().instance_id, "i-0123456789abcdef0")
+
+    def test_timeout_and_attempts_are_read(self) -> None:
+        os.environ["AWS_METADATA_SERVICE_TIMEOUT"] = "2.5"
+        os.environ["AWS_METADATA_SERVICE_NUM_ATTEMPTS"] = "5"
+        settings = EC2Metadata()._transport.settings
+        self.assertEqual((settings.timeout, settings.attempts), (2.5, 5))
+        settings = EC2Metadata(timeout=0.25, attempts=1)._transport.settings
+        self.assertEqual((settings.timeout, settings.attempts), (0.25, 1))
+        del (
+            os.environ["AWS_METADATA_SERVICE_TIMEOUT"],
+            os.environ["AWS_METADATA_SERVICE_NUM_ATTEMPTS"],
+        )
+        settings = EC2Metadata()._transport.settings
+        self.assertEqual((settings.timeout, settings.attempts, settings.token_ttl), (1.0, 3, 21600))
+
+    def test_invalid_values_name_the_variable(self) -> None:
+        cases = [
+            ("AWS_METADATA_SERVICE_TIMEOUT", "abc"),
+            ("AWS_METADATA_SERVICE_TIMEOUT", "0"),
+            ("AWS_METADATA_SERVICE_TIMEOUT", "-1"),
+            ("AWS_METADATA_SERVICE_TIMEOUT", "inf"),
+            ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "0"),
+            ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "two"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv5"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "127.0.0.1:1338"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "https://127.0.0.1:1338"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:99999"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1338/?x=1"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://user:pw@127.0.0.1:1338"),
+            ("AWS_EC2_METADATA_DISABLED", "yes"),
+        ]
+        for variable, value in cases:
+            with (
+                self.subTest(variable=variable, value=value),
+                mock.patch.dict(os.environ, {variable: value}),
+            ):
+                client = EC2Metadata()
+                with self.assertRaises(EC2MetadataConfigError) as caught:
+                    client.instance_id
+                self.assertIn(variable, str(caught.exception))
+                self.assertIn(repr(value), str(caught.exception))
+                self.assertIsInstance(caught.exception, ValueError)
+
+    def test_invalid_keyword_arguments_name_the_argument(self) -> None:
+        options: dict[str, Any]
+        for options in (
+            {"timeout": -1},
+            {"attempts": 0},
+            {"token_ttl": 21601},
+            {"token_ttl": 0},
+            {"endpoint_mode": "ipv7"},
+            {"endpoint": "ftp://127.0.0.1"},
+        ):
+            (name,) = options
+            with self.subTest(name), self.assertRaises(EC2MetadataConfigError) as caught:
+                EC2Metadata(**options).instance_id
+            self.assertIn(f"the {name}= argument", str(caught.exception))
+
+    def test_blank_variables_count_as_unset(self) -> None:
+        os.environ["AWS_METADATA_SERVICE_TIMEOUT"] = "  "
+        self.assertEqual(EC2Metadata()._transport.settings.timeout, 1.0)
+
+    def test_repr_shows_the_arguments_given(self) -> None:
+        self.assertEqual(repr(EC2Metadata()), "EC2Metadata()")
+        self.assertEqual(
+            repr(EC2Metadata(endpoint="http://127.0.0.1:1338", timeout=0.5)),
+            "EC2Metadata(endpoint='http://127.0.0.1:1338', timeout=0.5)",
+        )
+
+    def test_session_and_pool_manager_warn_and_are_ignored(self) -> None:
+        imds = self.serve()
+        cases: tuple[dict[str, Any], ...] = ({"session": object()}, {"pool_manager": object()})
+        for arguments in cases:
+            with self.subTest(next(iter(arguments))), warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always", UserWarning)
+                client = EC2Metadata(endpoint=imds.url, **arguments)
+            self.assertEqual(len(seen), 1, [str(w.message) for w in seen])
+            self.assertIn("ignores session= and pool_manager=", str(seen[0].message))
+            self.assertEqual(seen[0].filename, __file__)
+            self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            EC2Metadata(session=None)
+
+
+class ErrorTests(LoopbackTestCase):
+    def test_a_refused_port_names_the_endpoint_and_the_fix(self) -> None:
+        endpoint = f"http://127.0.0.1:{closed_port()}"
+        client = EC2Metadata(endpoint=endpoint)
+        started = time.monotonic()
+        with self.assertRaises(EC2MetadataConnectionError) as caught:
+            client.instance_id
+        self.assertLess(time.monotonic() - started, 0.5)
+        message = str(caught.exception)
+        self.assertIn(endpoint, message)
+        self.assertIn("connection refused", message)
+        self.assertIn("This program may not be running on EC2", message)
+        self.assertIn("AWS_EC2_METADATA_SERVICE_ENDPOINT", message)
+        self.assertEqual(caught.exception.path, "api/token")
+
+    def test_a_token_request_that_times_out_gives_the_container_fix(self) -> None:
+        with silent_listener() as endpoint:
+            client = EC2Metadata(endpoint=endpoint, timeout=0.1, attempts=2)
+            started = time.monotonic()
+            with self.assertRaises(EC2MetadataConnectionError) as caught:
+                client.instance_id
+            elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 0.2)
+        self.assertLess(elapsed, 1.0)
+        message = str(caught.exception)
+        self.assertIn("timed out", message)
+        self.assertIn("--http-put-response-hop-limit 2", message)
+        self.assertIn(endpoint, message)
+
+    def test_an_error_status_has_status_and_path(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", "/latest/meta-data/instance-type", Reply(400, b"bad"))
+        imds.inject("GET", "/latest/meta-data/ami-id", *[Reply(500)] * 3)
+        client = imds.client()
+        with self.assertRaises(EC2MetadataHTTPError) as caught:
+            client.instance_type
+        self.assertEqual(
+            (caught.exception.status, caught.exception.path), (400, "meta-data/instance-type")
+        )
+        self.assertNotIsInstance(caught.exception, EC2MetadataNotFoundError)
+        with self.assertRaises(EC2MetadataHTTPError) as caught:
+            client.ami_id
+        self.assertEqual(caught.exception.status, 500)
+        self.assertIn("answered 500", str(caught.exception))
+
+    def test_token_request_refusals(self) -> None:
+        for status, reason in [
+            (403, "refused to issue a token"),
+            (405, "does not offer IMDSv2 tokens"),
+            (401, "answered an error"),
+            (302, "redirects are never followed"),
+        ]:
+            with self.subTest(status):
+                imds = self.serve()
+                imds.inject("PUT", "/latest/api/token", Reply(status))
+                with self.assertRaises(EC2MetadataHTTPError) as caught:
+                    imds.client().instance_id
+                self.assertEqual(
+                    (caught.exception.status, caught.exception.path), (status, "api/token")
+                )
+                self.assertIn(reason, str(caught.exception))
+                self.assertEqual(imds.count("GET"), 0)
+
+    def test_a_malformed_token_is_refused(self) -> None:
+        for body in (b"", b"  \n", b"tok en", "t\u00f6ken".encode()):
+            with self.subTest(body):
+                imds = self.serve()
+                imds.inject("PUT", "/latest/api/token", Reply(200, body))
+                with self.assertRaises(EC2MetadataMalformedError) as caught:
+                    imds.client().instance_id
+                self.assertIn("is not a token", str(caught.exception))
+
+    def test_malformed_answers_name_the_path(self) -> None:
+        cases: dict[str, tuple[str, bytes | Tree, str]] = {
+            "instance_id": ("meta-data/instance-id", b"i-\xff\xfe", "is not UTF-8"),
+            "ami_launch_index": ("meta-data/ami-launch-index", b"first", "cannot be parsed"),
+            "instance_identity_document": ("dynamic/instance-identity/document", b"{", "cannot"),
+            "iam_info": ("meta-data/iam/info", b"[1, 2]", "expected a JSON object"),
+            "region": ("dynamic/instance-identity/document", b'{"accountId": "1"}', "lacks region"),
+            "spot_instance_action": (
+                "meta-data/spot/instance-action",
+                b'{"action": "stop", "time": 5}',
+                "expected a date and time",
+            ),
+            "public_keys": ("meta-data/public-keys", Directory({}, "zero=key"), "cannot be parsed"),
+        }
+        for name, (path, body, problem) in cases.items():
+            with self.subTest(name):
+                imds = self.serve()
+                imds.put(path, body)
+                with self.assertRaises(EC2MetadataMalformedError) as caught:
+                    getattr(imds.client(), name)
+                self.assertIn(problem, str(caught.exception))
+                self.assertTrue(caught.exception.path.startswith(path))
+                self.assertIn(caught.exception.path, str(caught.exception))
+
+    def test_every_error_is_an_ec2_metadata_error_and_pickles(self) -> None:
+        errors: list[EC2MetadataError] = [
+            EC2MetadataHTTPError("m", 500, "p"),
+            EC2MetadataNotFoundError("m", 404, "p"),
+            EC2MetadataConnectionError("m", "p"),
+            EC2MetadataMalformedError("m", "p"),
+            EC2MetadataConfigError("m"),
+            EC2MetadataDisabledError("m"),
+        ]
+        for error in errors:
+            copy = pickle.loads(pickle.dumps(error))
+            self.assertIsInstance(copy, type(error))
+            self.assertEqual(vars(copy), vars(error))
+            self.assertEqual(str(copy), "m")
+
+
+class TransportTests(LoopbackTestCase):
+    def test_close_and_the_context_manager_close_the_connection(self) -> None:
+        imds = self.serve()
+        with imds.client() as client:
+            self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+            client.close()
+            self.assertEqual(client.ami_id, "ami-0a1b2c3d4e5f60718")
+        self.assertIsNone(client._transport._connection)
+        self.assertEqual(imds.connections, 2)
+        self.assertEqual(imds.count("PUT"), 1)
+
+    def test_a_connection_the_server_closed_is_replaced(self) -> None:
+        imds = self.serve()
+        client = imds.client(attempts=1)
+        imds.inject(
+            "GET",
+            "/latest/meta-data/instance-id",
+            Reply(200, b"i-0123456789abcdef0", (("Connection", "close"),)),
+        )
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        self.assertEqual(client.ami_id, "ami-0a1b2c3d4e5f60718")
+        self.assertEqual(imds.connections, 2)
+
+    def test_a_kept_alive_connection_dropped_between_reads_is_replaced_silently(self) -> None:
+        imds = self.serve()
+        client = imds.client(attempts=1)
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        imds.inject("GET", "/latest/meta-data/ami-id", drop_connection)
+        self.assertEqual(client.ami_id, "ami-0a1b2c3d4e5f60718")
+        self.assertEqual(imds.connections, 2)
+        self.assertEqual(imds.count("GET", "/latest/meta-data/ami-id"), 2)
+
+    def test_an_answer_without_a_length_is_read_to_the_end(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", "/latest/meta-data/instance-id", answer_until_close(b"i-unframed"))
+        client = imds.client(attempts=1)
+        self.assertEqual(client.instance_id, "i-unframed")
+        self.assertEqual(client.ami_id, "ami-0a1b2c3d4e5f60718")
+        self.assertEqual(imds.connections, 2)
+
+    def test_a_child_process_uses_its_own_connection(self) -> None:
+        if not hasattr(os, "fork"):  # pragma: no cover - Windows
+            self.skipTest("no fork on this platform")
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        parent_socket = client._transport._connection.sock  # type: ignore[union-attr]
+        reader, writer = os.pipe()
+        with warnings.catch_warnings():
+            # The fake's server threads live on in the parent only; the child uses none.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                same = client._transport._connection is not None
+                result = f"{client.ami_id} {same}"
+            except BaseException as error:
+                result = repr(error)
+            os.write(writer, result.encode())
+            os._exit(0)
+        os.close(writer)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(reader) as pipe:
+            self.assertEqual(pipe.read(), "ami-0a1b2c3d4e5f60718 False")
+        self.assertEqual(status, 0)
+        self.assertIs(client._transport._connection.sock, parent_socket)  # type: ignore[union-attr]
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(imds.connections, 2)
+
+    def test_after_fork_the_inherited_connection_is_dropped(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        ec2_metadata._forget_connections_after_fork()  # what os.fork() runs in the child
+        self.assertIsNone(client._transport._connection)
+        self.assertEqual(client.ami_id, "ami-0a1b2c3d4e5f60718")
+        self.assertEqual(imds.connections, 2)
+        self.assertEqual(imds.count("PUT"), 1)
+
+    def test_an_announced_answer_over_1_mib_is_refused_unread(self) -> None:
+        imds = self.serve()
+        huge = (("Content-Length", str(64 * 1024 * 1024)),)
+        imds.inject("GET", "/latest/user-data", Reply(200, b"x" * 10, huge))
+        client = imds.client()
+        with self.assertRaises(EC2MetadataMalformedError) as caught:
+            client.user_data
+        self.assertIn("announced an answer of 67108864 bytes", str(caught.exception))
+        self.assertEqual(caught.exception.path, "user-data")
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+
+    def test_an_unannounced_answer_over_1_mib_is_refused(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", "/latest/user-data", answer_until_close(b"x" * (1024 * 1024 + 1)))
+        client = imds.client()
+        with self.assertRaises(EC2MetadataMalformedError) as caught:
+            client.user_data
+        self.assertIn("more than the 1048576-byte limit", str(caught.exception))
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+
+    def test_an_answer_cut_short_is_never_returned(self) -> None:
+        imds = self.serve()
+        short = (("Content-Length", "40"), ("Connection", "close"))
+        imds.inject("GET", "/latest/meta-data/instance-id", *[Reply(200, b"i-0123", short)] * 2)
+        client = imds.client(attempts=2)
+        with self.assertRaises(EC2MetadataConnectionError) as caught:
+            client.instance_id
+        self.assertIn("IncompleteRead", str(caught.exception))
+        self.assertEqual(imds.count("GET", "/latest/meta-data/instance-id"), 2)
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+
+    def test_importing_is_cheap(self) -> None:
+        code = (
+            "import sys; import ec2_metadata; "
+            "print(sorted({'http.client', 'json', 'datetime', 'urllib.parse'} & set(sys.modules)))"
+        )
+        output = subprocess.run(
+            [sys.executable, "-E", "-S", "-c", code],
+            cwd=os.path.dirname(os.path.abspath(ec2_metadata.__file__)),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.assertEqual(output.strip(), "[]")
+
+
+def drop_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """Close the connection without answering."""
+    handler.close_connection = True
+
+
+def answer_until_close(body: bytes) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+    """An answer with no Content-Length, ended by closing the connection."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.close_connection = True
+
+    return answer
+
+
+if __name__ == "__main__":  # pragma: no cover
+    unittest.main()
