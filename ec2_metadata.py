@@ -41,6 +41,7 @@ from typing import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - imported on first request, to keep the import cheap
+    import argparse
     import http.client
     from datetime import datetime
 
@@ -57,10 +58,14 @@ __all__ = [
     "IamSecurityCredentialsDict",
     "InstanceIdentityDocumentDict",
     "InstanceTags",
+    "MetadataTree",
     "NetworkInterface",
     "PublicKey",
+    "RebalanceRecommendation",
+    "ScheduledEventDict",
     "SpotInstanceAction",
     "ec2_metadata",
+    "main",
 ]
 
 __version__ = "1.0.0"
@@ -157,6 +162,28 @@ class InstanceIdentityDocumentDict(TypedDict):
     ramdiskId: Optional[str]  # noqa: UP045
     region: str
     version: str
+
+
+class _ScheduledEventKeys(TypedDict):
+    Code: str
+    Description: str
+    EventId: str
+    NotBefore: datetime
+    State: str
+
+
+class ScheduledEventDict(_ScheduledEventKeys, total=False):
+    """A scheduled maintenance event; its times are timezone-aware UTC datetimes."""
+
+    NotAfter: datetime
+    NotBeforeDeadline: datetime
+
+
+class RebalanceRecommendation(NamedTuple):
+    """EC2's signal that this spot instance is at elevated risk of interruption."""
+
+    notice_time: datetime
+    """When the recommendation was made, as a timezone-aware UTC datetime."""
 
 
 class SpotInstanceAction(NamedTuple):
@@ -645,6 +672,42 @@ def _spot_action(text: str) -> SpotInstanceAction:
     return SpotInstanceAction(str(data["action"]), _utc_datetime(data["time"]))
 
 
+def _mail_datetime(value: object) -> datetime:
+    """A time written like ``21 Jan 2019 09:00:43 GMT``, as the event answers write it."""
+    from datetime import timezone
+    from email.utils import parsedate_to_datetime
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected a date and time, got {value!r}")
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError) as error:  # 3.9 raises TypeError for nonsense
+        raise ValueError(f"invalid date and time {value!r}") from error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+_EVENT_TIMES = ("NotBefore", "NotAfter", "NotBeforeDeadline")
+
+
+def _scheduled_events(text: str) -> list[ScheduledEventDict]:
+    import json
+
+    events = json.loads(text)
+    if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+        raise ValueError("expected a JSON list of objects")
+    for event in events:
+        for key in _EVENT_TIMES:
+            if key in event:
+                event[key] = _mail_datetime(event[key])
+    return cast("list[ScheduledEventDict]", events)
+
+
+def _rebalance(text: str) -> RebalanceRecommendation:
+    return RebalanceRecommendation(_utc_datetime(_json_object(text, "noticeTime")["noticeTime"]))
+
+
 def _public_key_entries(text: str) -> list[tuple[int, str]]:
     """``0=my-key`` lines as (0, "my-key"); a line with no name (``0/``) is named by its index."""
     entries = []
@@ -793,18 +856,28 @@ class EC2Metadata(_Node):
     availability_zone = _field("meta-data/placement/availability-zone", str)
     availability_zone_id = _optional_field("meta-data/placement/availability-zone-id", str)
     domain = _field("meta-data/services/domain", str)
+    hostname = _field("meta-data/hostname", str)
     iam_info = _optional_field("meta-data/iam/info", _iam_info)
     instance_id = _field("meta-data/instance-id", str)
     instance_identity_document = _field("dynamic/instance-identity/document", _identity_document)
     instance_life_cycle = _field("meta-data/instance-life-cycle", str)
+    instance_identity_pkcs7 = _field("dynamic/instance-identity/pkcs7", str)
+    instance_identity_rsa2048 = _field("dynamic/instance-identity/rsa2048", str)
+    instance_identity_signature = _field("dynamic/instance-identity/signature", str)
     instance_type = _field("meta-data/instance-type", str)
+    ipv6 = _optional_field("meta-data/ipv6", str)
     kernel_id = _optional_field("meta-data/kernel-id", str)
     mac = _field("meta-data/mac", str)
     partition = _field("meta-data/services/partition", str)
     private_hostname = _field("meta-data/local-hostname", str)
     private_ipv4 = _field("meta-data/local-ipv4", str)
     public_hostname = _optional_field("meta-data/public-hostname", str)
+    placement_group = _optional_field("meta-data/placement/group-name", str)
+    placement_host_id = _optional_field("meta-data/placement/host-id", str)
+    placement_partition_number = _optional_field("meta-data/placement/partition-number", int)
+    product_codes = _list_field("meta-data/product-codes")
     public_ipv4 = _optional_field("meta-data/public-ipv4", str)
+    ramdisk_id = _optional_field("meta-data/ramdisk-id", str)
     reservation_id = _field("meta-data/reservation-id", str)
     security_groups = _field("meta-data/security-groups", _lines)
 
@@ -847,6 +920,12 @@ class EC2Metadata(_Node):
         if not roles:
             return None
         return self._read(f"meta-data/iam/security-credentials/{roles[0]}", _credentials)
+
+    @cached_property
+    def block_device_mapping(self) -> dict[str, str]:
+        """Each virtual device name (``ami``, ``root``, ``ebs1``...) to its device."""
+        names = self._read_or_none("meta-data/block-device-mapping/", _names) or []
+        return {name: self._read(f"meta-data/block-device-mapping/{name}", str) for name in names}
 
     @cached_property
     def network_interfaces(self) -> dict[str, NetworkInterface]:
@@ -894,9 +973,33 @@ class EC2Metadata(_Node):
         return self._read("meta-data/instance-action", str)
 
     @property
+    def rebalance_recommendation(self) -> RebalanceRecommendation | None:
+        """Uncached. EC2's advice to move work off this spot instance, or None."""
+        return self._read_or_none("meta-data/events/recommendations/rebalance", _rebalance)
+
+    @property
+    def scheduled_events(self) -> list[ScheduledEventDict]:
+        """Uncached. The scheduled maintenance events of the instance ([] when none)."""
+        events = self._read_or_none("meta-data/events/maintenance/scheduled", _scheduled_events)
+        return events or []
+
+    @property
     def spot_instance_action(self) -> SpotInstanceAction | None:
         """Uncached. The action about to happen to this spot instance, or None."""
         return self._read_or_none("meta-data/spot/instance-action", _spot_action)
+
+    @cached_property
+    def tree(self) -> MetadataTree:
+        """The whole ``meta-data/`` tree, as nested read-only mappings fetched as needed."""
+        return MetadataTree(self)
+
+    def fetch(self, path: str) -> str:
+        """Uncached. The text at any path, such as ``meta-data/placement/host-id``."""
+        return self._read(_relative(path), str)
+
+    def fetch_bytes(self, path: str) -> bytes:
+        """Uncached. The bytes at any path, such as ``user-data``."""
+        return self._transport.get(_relative(path))
 
 
 class InstanceTags(Mapping[str, str]):
@@ -949,6 +1052,7 @@ class NetworkInterface(_Node):
 
     device_number = _field("device-number", int)
     interface_id = _field("interface-id", str)
+    ipv4_prefix = _list_field("ipv4-prefix")
     ipv6s = _list_field("ipv6s")
     ipv6_prefix = _list_field("ipv6-prefix")
     owner_id = _field("owner-id", str)
@@ -971,6 +1075,15 @@ class NetworkInterface(_Node):
         """Each public IPv4 address of the interface, to the private addresses behind it."""
         public_ips = self._read_or_none("ipv4-associations/", _names) or []
         return {ip: self._read(f"ipv4-associations/{ip}", _lines) for ip in public_ips}
+
+    @cached_property
+    def network_card_index(self) -> int | None:
+        """The network card of the interface, or None when the service does not say.
+
+        AWS documents ``network-card``; amazon-ec2-metadata-mock serves ``network-card-index``.
+        """
+        index = self._read_or_none("network-card", int)
+        return self._read_or_none("network-card-index", int) if index is None else index
 
 
 class PublicKey(_Node):
@@ -996,4 +1109,233 @@ class PublicKey(_Node):
     openssh_key = _optional_field("openssh-key", str)
 
 
+def _relative(path: str) -> str:
+    """A path as given by a user (``/latest/meta-data/mac``) relative to ``latest/``."""
+    path = path.lstrip("/")
+    return path[len("latest/") :] if path.startswith("latest/") else path
+
+
+class MetadataTree(Mapping[str, "MetadataTree | str"]):
+    """A read-only view of a metadata directory, ``meta-data/`` by default.
+
+    Sub-directories are trees and leaves are strings; the listing and each value are
+    fetched on first access and then kept.  Keys are the names in the listing, without the
+    trailing ``/``; a public key listed as ``0=my-key`` is the directory ``my-key``.
+    """
+
+    def __init__(self, client: EC2Metadata, path: str = "meta-data/") -> None:
+        self._client = client
+        self._path = path.rstrip("/") + "/"
+        self._children: dict[str, MetadataTree | str] = {}
+
+    @cached_property
+    def _entries(self) -> dict[str, str]:
+        """Each key to its path below this directory (ending in ``/`` for a directory)."""
+        entries: dict[str, str] = {}
+        for line in self._client._read(self._path, _lines):
+            index, equals, name = line.partition("=")
+            if equals and index.isdigit():
+                entries[name or index] = f"{index}/"
+            elif line.endswith("/") or entries.get(line, "").endswith("/"):
+                # A name listed both as a leaf and as a directory is a directory.
+                entries[line.rstrip("/")] = line.rstrip("/") + "/"
+            else:
+                entries[line] = line
+        return entries
+
+    def __getitem__(self, key: str) -> MetadataTree | str:
+        child = self._entries[key]
+        if key not in self._children:
+            path = self._path + child
+            self._children[key] = (
+                MetadataTree(self._client, path)
+                if child.endswith("/")
+                else self._client.fetch(path)
+            )
+        return self._children[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"MetadataTree({self._path!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything below this directory, fetched now, as nested dicts of strings."""
+        return {
+            key: value.to_dict() if isinstance(value, MetadataTree) else value
+            for key, value in self.items()
+        }
+
+
 ec2_metadata = EC2Metadata()
+
+
+# Command line: imds, python -m ec2_metadata, python ec2_metadata.py -------------------
+
+_NOT_METADATA = frozenset({"service_url", "tree"})
+
+
+def _metadata_names(cls: type) -> list[str]:
+    """The public metadata attributes of a class, sorted."""
+    names = {
+        name
+        for klass in cls.__mro__
+        for name, value in vars(klass).items()
+        if isinstance(value, (cached_property, property)) and not name.startswith("_")
+    }
+    return sorted(names - _NOT_METADATA)
+
+
+def _plain(value: object, errors: dict[str, str], where: str) -> object:
+    """A value as JSON can hold it; the failures of nested attributes go into ``errors``."""
+    from datetime import datetime
+
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            return {"base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, NetworkInterface):
+        return {"mac": value.mac, **_snapshot(value, errors, where)}
+    if isinstance(value, PublicKey):
+        return {"index": value.index, **_snapshot(value, errors, where)}
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return _plain(value._asdict(), errors, where)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item, errors, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, errors, where) for item in value]
+    raise TypeError(f"cannot show {type(value).__name__} as JSON")  # pragma: no cover
+
+
+def _snapshot(node: _Node, errors: dict[str, str], where: str = "") -> dict[str, object]:
+    """Every metadata attribute of ``node``; one that fails is None, its error in ``errors``.
+
+    Errors that would fail every attribute alike (no service, disabled, bad settings) are
+    raised instead.
+    """
+    values: dict[str, object] = {}
+    for name in _metadata_names(type(node)):
+        path = f"{where}.{name}" if where else name
+        try:
+            values[name] = _plain(getattr(node, name), errors, path)
+        except (EC2MetadataHTTPError, EC2MetadataMalformedError) as error:
+            values[name] = None
+            errors[path] = str(error)
+    return values
+
+
+def _usage(names: list[str]) -> str:
+    return (
+        "metadata names (snake_case or kebab-case):\n  "
+        + "\n  ".join(name for name in names)
+        + "\n\nA NAME containing '/' is read as a raw path, e.g. meta-data/placement/host-id."
+    )
+
+
+def _parser(names: list[str]) -> argparse.ArgumentParser:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="imds",
+        description="Read the EC2 instance metadata (IMDSv2). With no command: print every "
+        "attribute as one JSON document.",
+        epilog=_usage(names),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--endpoint", help=f"the service's URL (default: ${_ENDPOINT_VARIABLE})")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for each answer")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("all", help="every attribute as one JSON document (the default)")
+    get = commands.add_parser("get", help="print one value", epilog=_usage(names))
+    get.add_argument("name", metavar="NAME")
+    get.add_argument("-n", dest="newline", action="store_false", help="omit the newline")
+    as_json = commands.add_parser("json", help="print values as a JSON object")
+    as_json.add_argument("names", metavar="NAME", nargs="+")
+    commands.add_parser("tree", help="the whole meta-data/ tree as nested JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``imds`` command; returns its exit status (argparse exits 2 on bad usage)."""
+    import json
+    import sys
+
+    names = _metadata_names(EC2Metadata)
+    parser = _parser(names)
+    args = parser.parse_args(argv)
+
+    def attribute(name: str) -> str | None:
+        """The attribute a NAME means, or None for a raw path; exits 2 for an unknown one."""
+        if "/" in name:
+            return None
+        snake = name.replace("-", "_")
+        if snake not in names:
+            parser.error(f"unknown metadata name {name!r}; the names are: {', '.join(names)}")
+        return snake
+
+    def show(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+    client = EC2Metadata(endpoint=args.endpoint, timeout=args.timeout)
+    errors: dict[str, str] = {}  # attributes inside a value that failed, and why
+    try:
+        if args.command == "get":
+            name = attribute(args.name)
+            value = client.fetch_bytes(args.name) if name is None else getattr(client, name)
+            if value is not None:
+                show(_get_output(value, errors, args.name) + (b"\n" if args.newline else b""))
+        elif args.command == "json":
+            wanted = {given: attribute(given) for given in args.names}
+            document = {
+                given: client.fetch(given)
+                if name is None
+                else _plain(getattr(client, name), errors, given)
+                for given, name in wanted.items()
+            }
+            show(json.dumps(document, indent=2).encode() + b"\n")
+        elif args.command == "tree":
+            show(json.dumps(client.tree.to_dict(), indent=2).encode() + b"\n")
+        else:
+            document = _snapshot(client, errors)
+            if errors:  # reported in the document: the rest of the dump is still good
+                document["errors"] = dict(errors)
+                errors.clear()
+            show(json.dumps(document, indent=2).encode() + b"\n")
+    except EC2MetadataConfigError as error:
+        print(f"imds: {error}", file=sys.stderr)
+        return 2
+    except EC2MetadataError as error:
+        print(f"imds: {error}", file=sys.stderr)
+        return 1
+    for where, message in errors.items():
+        print(f"imds: {where}: {message}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _get_output(value: object, errors: dict[str, str], name: str) -> bytes:
+    """What ``imds get`` prints: text as is, bytes raw, a list one item a line, else JSON."""
+    import json
+
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (str, int)):
+        return str(value).encode()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "\n".join(value).encode()
+    return json.dumps(_plain(value, errors, name), indent=2).encode()
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a script by the tests, in a subprocess
+    raise SystemExit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import ipaddress
 import json
 import os
@@ -23,7 +24,7 @@ import unittest
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, NamedTuple, Union
+from typing import Any, Callable, ClassVar, NamedTuple, Union, cast
 from unittest import mock
 from urllib.parse import unquote
 
@@ -38,8 +39,10 @@ from ec2_metadata import (
     EC2MetadataMalformedError,
     EC2MetadataNotFoundError,
     InstanceTags,
+    MetadataTree,
     NetworkInterface,
     PublicKey,
+    RebalanceRecommendation,
     SpotInstanceAction,
 )
 
@@ -129,6 +132,17 @@ CREDENTIALS = {
     "Expiration": "2026-11-27T08:26:12Z",
 }
 SPOT_ACTION = {"action": "terminate", "time": "2026-11-27T04:02:00Z"}
+SCHEDULED_EVENT = {
+    "NotBefore": "4 Dec 2026 09:00:00 GMT",
+    "Code": "system-reboot",
+    "Description": "scheduled reboot",
+    "EventId": "instance-event-0d59937288b749b32",
+    "NotAfter": "4 Dec 2026 11:00:00 GMT",
+    "State": "active",
+}
+PKCS7 = "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAaCAJIAEggHbewog"
+RSA2048 = "MIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwGggCSABIIB"
+SIGNATURE = "dExamplesignatureVGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ=="
 
 Tree = dict[str, Union["Tree", str, bytes]]
 
@@ -167,11 +181,14 @@ def instance_tree(*, mock_quirks: bool = False) -> Tree:
             "vpc-ipv4-cidr-block": "172.31.0.0/16",
             "vpc-ipv4-cidr-blocks": "172.31.0.0/16\n100.64.0.0/16",
         }
+        # AWS documents network-card; amazon-ec2-metadata-mock serves network-card-index.
+        data["network-card-index" if mock_quirks or number else "network-card"] = str(number)
         if public:
             data.update(
                 {
                     "ipv4-associations": {"54.78.12.34": "172.31.16.25"},
                     "ipv6s": "2a05:d018:1234:5600::10\n2a05:d018:1234:5600::11",
+                    "ipv4-prefix": "172.31.16.48/28",
                     "ipv6-prefix": "2a05:d018:1234:5600:9c3f::/80",
                     "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
                     "public-ipv4s": "54.78.12.34",
@@ -182,21 +199,36 @@ def instance_tree(*, mock_quirks: bool = False) -> Tree:
         return data
 
     public_keys: Tree = {"0": {"openssh-key": SSH_KEY}}
+    iam: Tree = {
+        "info": as_json(IAM_INFO),
+        "security-credentials": {ROLE_NAME: as_json(CREDENTIALS)},
+    }
+    event = (
+        dict(SCHEDULED_EVENT, NotBeforeDeadline="6 Dec 2026 09:00:00 GMT")
+        if mock_quirks
+        else SCHEDULED_EVENT
+    )
     return {
         "meta-data": {
             "ami-id": "ami-0a1b2c3d4e5f60718",
             "ami-launch-index": "0",
             "ami-manifest-path": "(unknown)",
             "autoscaling": {"target-lifecycle-state": "InService"},
-            "hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
-            "iam": {
-                "info": as_json(IAM_INFO),
-                "security-credentials": {ROLE_NAME: as_json(CREDENTIALS)},
+            "block-device-mapping": {"ami": "/dev/xvda", "ebs1": "sdb", "root": "/dev/xvda"},
+            "events": {
+                "maintenance": {"scheduled": as_json([event])},
+                "recommendations": {"rebalance": as_json({"noticeTime": "2026-11-27T03:50:00Z"})},
             },
+            "hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
+            # The mock lists security-credentials both as a value and as a directory.
+            "iam": Directory(iam, "info\nsecurity-credentials\nsecurity-credentials/")
+            if mock_quirks
+            else iam,
             "instance-action": "none",
             "instance-id": "i-0123456789abcdef0",
             "instance-life-cycle": "spot",
             "instance-type": "t3.micro",
+            "ipv6": "2a05:d018:1234:5600::10",
             "kernel-id": "aki-dc9ed9af",
             "local-hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
             "local-ipv4": "172.31.16.25",
@@ -212,18 +244,30 @@ def instance_tree(*, mock_quirks: bool = False) -> Tree:
             "placement": {
                 "availability-zone": "eu-west-1b",
                 "availability-zone-id": "euw1-az3",
+                "group-name": "web-spread",
+                "host-id": "h-0a1b2c3d4e5f60718",
+                "partition-number": "3",
                 "region": "eu-west-1",
             },
+            "product-codes": "6njl1pau431dv1qxipg63mvah",
             "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
             "public-ipv4": "54.78.12.34",
             "public-keys": public_keys if mock_quirks else Directory(public_keys, "0=web-key"),
+            "ramdisk-id": "ari-f4b3a3f1",
             "reservation-id": "r-0123456789abcdef0",
             "security-groups": "web\nssh-access",
             "services": {"domain": "amazonaws.com", "partition": "aws"},
             "spot": {"instance-action": as_json(SPOT_ACTION)},
             "tags": {"instance": {"Name": "web-1", "Environment": "production"}},
         },
-        "dynamic": {"instance-identity": {"document": as_json(IDENTITY_DOCUMENT)}},
+        "dynamic": {
+            "instance-identity": {
+                "document": as_json(IDENTITY_DOCUMENT),
+                "pkcs7": PKCS7,
+                "rsa2048": RSA2048,
+                "signature": SIGNATURE,
+            }
+        },
         "user-data": USER_DATA,
     }
 
@@ -434,26 +478,50 @@ ATTRIBUTES = {
     "autoscaling_target_lifecycle_state": "InService",
     "availability_zone": "eu-west-1b",
     "availability_zone_id": "euw1-az3",
+    "block_device_mapping": {"ami": "/dev/xvda", "ebs1": "sdb", "root": "/dev/xvda"},
     "domain": "amazonaws.com",
+    "hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
     "iam_info": IAM_INFO,
     "iam_security_credentials": CREDENTIALS,
     "instance_action": "none",
     "instance_id": "i-0123456789abcdef0",
     "instance_identity_document": IDENTITY_DOCUMENT,
+    "instance_identity_pkcs7": PKCS7,
+    "instance_identity_rsa2048": RSA2048,
+    "instance_identity_signature": SIGNATURE,
     "instance_life_cycle": "spot",
     "instance_profile_arn": PROFILE_ARN,
     "instance_profile_id": "AIPAZ4EXAMPLEPROFILE1",
     "instance_profile_name": "web-stack-WebProfile-O8XJ5GQZ2K1A",
     "instance_type": "t3.micro",
+    "ipv6": "2a05:d018:1234:5600::10",
     "kernel_id": "aki-dc9ed9af",
     "mac": PRIMARY_MAC,
     "partition": "aws",
+    "placement_group": "web-spread",
+    "placement_host_id": "h-0a1b2c3d4e5f60718",
+    "placement_partition_number": 3,
     "private_hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
     "private_ipv4": "172.31.16.25",
     "public_hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
+    "product_codes": ["6njl1pau431dv1qxipg63mvah"],
     "public_ipv4": "54.78.12.34",
+    "ramdisk_id": "ari-f4b3a3f1",
+    "rebalance_recommendation": RebalanceRecommendation(
+        datetime(2026, 11, 27, 3, 50, tzinfo=timezone.utc)
+    ),
     "region": "eu-west-1",
     "reservation_id": "r-0123456789abcdef0",
+    "scheduled_events": [
+        {
+            "NotBefore": datetime(2026, 12, 4, 9, tzinfo=timezone.utc),
+            "Code": "system-reboot",
+            "Description": "scheduled reboot",
+            "EventId": "instance-event-0d59937288b749b32",
+            "NotAfter": datetime(2026, 12, 4, 11, tzinfo=timezone.utc),
+            "State": "active",
+        }
+    ],
     "security_groups": ["web", "ssh-access"],
     "spot_instance_action": SpotInstanceAction(
         "terminate", datetime(2026, 11, 27, 4, 2, tzinfo=timezone.utc)
@@ -464,10 +532,12 @@ ATTRIBUTES = {
 PRIMARY_INTERFACE = {
     "device_number": 0,
     "interface_id": "eni-001234567890abcde",
+    "ipv4_prefix": ["172.31.16.48/28"],
     "ipv4_associations": {"54.78.12.34": ["172.31.16.25"]},
     "ipv6s": ["2a05:d018:1234:5600::10", "2a05:d018:1234:5600::11"],
     "ipv6_prefix": ["2a05:d018:1234:5600:9c3f::/80"],
     "mac": PRIMARY_MAC,
+    "network_card_index": 0,
     "owner_id": "123456789012",
     "private_hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
     "private_ipv4s": ["172.31.16.25", "172.31.16.99"],
@@ -487,6 +557,7 @@ PRIMARY_INTERFACE = {
 # What a private interface without IPv6 gives where the service answers 404.
 SECONDARY_ABSENT: dict[str, object] = {
     "ipv4_associations": {},
+    "ipv4_prefix": [],
     "ipv6s": [],
     "ipv6_prefix": [],
     "public_hostname": None,
@@ -639,10 +710,8 @@ class FakeIMDSTests(LoopbackTestCase):
         self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/nothing", good)[0], 404)
         self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac/", good)[0], 404)
         self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac/x", good)[0], 404)
-        _, listing = self.exchange(imds, "GET", "/latest/meta-data/placement/", good)
-        self.assertEqual(
-            listing.decode().splitlines(), ["availability-zone", "availability-zone-id", "region"]
-        )
+        _, listing = self.exchange(imds, "GET", "/latest/meta-data/services/", good)
+        self.assertEqual(listing.decode().splitlines(), ["domain", "partition"])
         _, listing = self.exchange(imds, "GET", "/latest/meta-data/iam", good)
         self.assertEqual(listing.decode().splitlines(), ["info", "security-credentials/"])
         _, listing = self.exchange(imds, "GET", "/latest/meta-data/public-keys/", good)
@@ -675,6 +744,28 @@ class AttributeTests(LoopbackTestCase):
                 "meta-data/spot/instance-action", json.dumps({"action": "stop", "time": written})
             )
             self.assertEqual(client.spot_instance_action, SpotInstanceAction("stop", expected))
+
+    def test_scheduled_event_times_are_aware_utc(self) -> None:
+        imds = self.serve()
+        event = {
+            "NotBefore": "1 Jan 2027 00:30:00 +0100",
+            "Code": "instance-stop",
+            "Description": "d",
+            "EventId": "e",
+            "State": "active",
+        }
+        imds.put("meta-data/events/maintenance/scheduled", json.dumps([event]))
+        (parsed,) = imds.client().scheduled_events
+        self.assertEqual(parsed["NotBefore"], datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc))
+        self.assertNotIn("NotAfter", parsed)
+        event["NotBefore"] = "1 Jan 2027 00:30:00"  # no zone: taken as UTC
+        imds.put("meta-data/events/maintenance/scheduled", json.dumps([event]))
+        (parsed,) = imds.client().scheduled_events
+        self.assertEqual(parsed["NotBefore"], datetime(2027, 1, 1, 0, 30, tzinfo=timezone.utc))
+
+    def test_the_secondary_interface_network_card_from_the_mock_path(self) -> None:
+        client = self.serve().client()
+        self.assertEqual(client.network_interfaces[SECONDARY_MAC].network_card_index, 1)
 
     def test_network_interfaces_by_mac(self) -> None:
         client = self.serve().client()
@@ -735,6 +826,9 @@ class AttributeTests(LoopbackTestCase):
     def test_amazon_ec2_metadata_mock_quirks(self) -> None:
         imds = self.serve(mock_quirks=True)
         client = imds.client()
+        self.assertEqual(client.network_interfaces[PRIMARY_MAC].network_card_index, 0)
+        (event,) = client.scheduled_events
+        self.assertEqual(event["NotBeforeDeadline"], datetime(2026, 12, 6, 9, tzinfo=timezone.utc))
         self.assertEqual(client.public_keys, {"0": PublicKey(0, client)})
         self.assertEqual(client.public_keys["0"].openssh_key, SSH_KEY)
         self.assertEqual(client.iam_security_credentials, CREDENTIALS)
@@ -755,15 +849,24 @@ class AbsentValueTests(LoopbackTestCase):
     ABSENT: ClassVar[dict[str, tuple[str, object]]] = {
         "autoscaling_target_lifecycle_state": ("meta-data/autoscaling", None),
         "availability_zone_id": ("meta-data/placement/availability-zone-id", None),
+        "block_device_mapping": ("meta-data/block-device-mapping", {}),
         "iam_info": ("meta-data/iam", None),
         "iam_security_credentials": ("meta-data/iam", None),
         "instance_profile_arn": ("meta-data/iam", None),
         "instance_profile_id": ("meta-data/iam", None),
         "instance_profile_name": ("meta-data/iam", None),
+        "ipv6": ("meta-data/ipv6", None),
         "kernel_id": ("meta-data/kernel-id", None),
+        "placement_group": ("meta-data/placement/group-name", None),
+        "placement_host_id": ("meta-data/placement/host-id", None),
+        "placement_partition_number": ("meta-data/placement/partition-number", None),
+        "product_codes": ("meta-data/product-codes", []),
         "public_hostname": ("meta-data/public-hostname", None),
         "public_ipv4": ("meta-data/public-ipv4", None),
         "public_keys": ("meta-data/public-keys", {}),
+        "ramdisk_id": ("meta-data/ramdisk-id", None),
+        "rebalance_recommendation": ("meta-data/events/recommendations", None),
+        "scheduled_events": ("meta-data/events/maintenance/scheduled", []),
         "spot_instance_action": ("meta-data/spot", None),
         "user_data": ("user-data", None),
     }
@@ -774,6 +877,17 @@ class AbsentValueTests(LoopbackTestCase):
                 imds = self.serve()
                 imds.remove(path)
                 self.assertEqual(getattr(imds.client(), name), expected)
+
+    def test_no_scheduled_events_as_an_empty_list(self) -> None:
+        imds = self.serve()
+        imds.put("meta-data/events/maintenance/scheduled", "[]")
+        self.assertEqual(imds.client().scheduled_events, [])
+
+    def test_an_interface_without_a_network_card_entry(self) -> None:
+        imds = self.serve()
+        imds.remove(f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/network-card")
+        interface = imds.client().network_interfaces[PRIMARY_MAC]
+        self.assertIsNone(interface.network_card_index)
 
     def test_no_credentials_when_the_role_listing_is_empty(self) -> None:
         imds = self.serve()
@@ -812,11 +926,10 @@ class CachingTests(LoopbackTestCase):
         first = read_everything(client)
         before = imds.count()
         second = read_everything(client)
-        uncached = ("autoscaling_target_lifecycle_state", "instance_action", "spot_instance_action")
         self.assertEqual(first, second)
-        self.assertEqual(imds.count() - before, len(uncached))
-        for name in uncached:
-            self.assertEqual(imds.count("GET", f"/latest/{ATTRIBUTE_PATHS[name]}"), 2)
+        self.assertEqual(imds.count() - before, len(ATTRIBUTE_PATHS))
+        for path in ATTRIBUTE_PATHS.values():
+            self.assertEqual(imds.count("GET", f"/latest/{path}"), 2)
 
     def test_uncached_attributes_follow_the_service(self) -> None:
         imds = self.serve()
@@ -894,9 +1007,12 @@ class CachingTests(LoopbackTestCase):
         self.assertEqual(imds.count("GET", "/latest/meta-data/tags/instance/team%20name%25"), 1)
 
 
+# The uncached attributes, and the path each reads every time.
 ATTRIBUTE_PATHS = {
     "autoscaling_target_lifecycle_state": "meta-data/autoscaling/target-lifecycle-state",
     "instance_action": "meta-data/instance-action",
+    "rebalance_recommendation": "meta-data/events/recommendations/rebalance",
+    "scheduled_events": "meta-data/events/maintenance/scheduled",
     "spot_instance_action": "meta-data/spot/instance-action",
 }
 
@@ -1266,13 +1382,33 @@ class ErrorTests(LoopbackTestCase):
                 "expected a date and time",
             ),
             "public_keys": ("meta-data/public-keys", Directory({}, "zero=key"), "cannot be parsed"),
+            "scheduled_events": (
+                "meta-data/events/maintenance/scheduled",
+                b'{"NotBefore": "soon"}',
+                "expected a JSON list of objects",
+            ),
+            "scheduled_events.number": (
+                "meta-data/events/maintenance/scheduled",
+                b'[{"NotBefore": 5}]',
+                "expected a date and time, got 5",
+            ),
+            "scheduled_events.NotBefore": (
+                "meta-data/events/maintenance/scheduled",
+                b'[{"NotBefore": "soon"}]',
+                "invalid date and time 'soon'",
+            ),
+            "rebalance_recommendation": (
+                "meta-data/events/recommendations/rebalance",
+                b'{"noticeTime": "later"}',
+                "cannot be parsed",
+            ),
         }
         for name, (path, body, problem) in cases.items():
             with self.subTest(name):
                 imds = self.serve()
                 imds.put(path, body)
                 with self.assertRaises(EC2MetadataMalformedError) as caught:
-                    getattr(imds.client(), name)
+                    getattr(imds.client(), name.split(".")[0])
                 self.assertIn(problem, str(caught.exception))
                 self.assertTrue(caught.exception.path.startswith(path))
                 self.assertIn(caught.exception.path, str(caught.exception))
@@ -1435,5 +1571,317 @@ def answer_until_close(body: bytes) -> Callable[[http.server.BaseHTTPRequestHand
     return answer
 
 
-if __name__ == "__main__":  # pragma: no cover
+def expected_tree(node: Tree) -> dict[str, object]:
+    """What MetadataTree.to_dict() should give for a directory of the fake's tree."""
+    names: dict[str, str] = {}
+    if isinstance(node, Directory) and "=" in node.listing:
+        names = dict(line.split("=", 1) for line in node.listing.splitlines())
+    result: dict[str, object] = {}
+    for key, value in node.items():
+        name = names.get(key, key)
+        if isinstance(value, dict):
+            result[name] = expected_tree(value)
+        else:
+            result[name] = value.decode() if isinstance(value, bytes) else value
+    return result
+
+
+class TreeTests(LoopbackTestCase):
+    def test_the_whole_tree(self) -> None:
+        imds = self.serve()
+        tree = imds.client().tree
+        self.assertEqual(tree.to_dict(), expected_tree(imds.tree["meta-data"]))  # type: ignore[arg-type]
+        self.assertEqual(imds.count("PUT"), 1)
+        gets = [request.path for request in imds.requests if request.method == "GET"]
+        self.assertEqual(len(gets), len(set(gets)))
+
+    def test_directories_are_trees_leaves_are_strings(self) -> None:
+        imds = self.serve()
+        tree = imds.client().tree
+        placement = tree["placement"]
+        self.assertIsInstance(placement, MetadataTree)
+        self.assertEqual(repr(placement), "MetadataTree('meta-data/placement/')")
+        assert isinstance(placement, MetadataTree)
+        self.assertEqual(placement["region"], "eu-west-1")
+        self.assertEqual(tree["instance-id"], "i-0123456789abcdef0")
+        self.assertEqual(len(placement), 6)
+        self.assertIn("host-id", list(placement))
+        with self.assertRaises(KeyError):
+            placement["nothing"]
+
+    def test_the_tree_is_lazy_and_keeps_what_it_fetched(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        tree = client.tree
+        self.assertEqual(imds.count(), 0)
+        self.assertEqual(tree["mac"], PRIMARY_MAC)
+        self.assertEqual(tree["mac"], PRIMARY_MAC)
+        self.assertEqual(imds.count("GET"), 2)
+        self.assertIs(client.tree, tree)
+        del client.tree
+        self.assertIsNot(client.tree, tree)
+
+    def test_public_keys_by_name_and_the_mock_listing(self) -> None:
+        tree = self.serve().client().tree
+        self.assertEqual(list(tree["public-keys"]), ["web-key"])
+        self.assertEqual(tree["public-keys"]["web-key"]["openssh-key"], SSH_KEY)  # type: ignore[index]
+        mock_tree = self.serve(mock_quirks=True).client().tree
+        self.assertEqual(mock_tree["public-keys"]["0"]["openssh-key"], SSH_KEY)  # type: ignore[index]
+
+    def test_an_entry_listed_as_leaf_and_directory_is_one_directory(self) -> None:
+        tree = self.serve(mock_quirks=True).client().tree
+        iam = tree["iam"]
+        assert isinstance(iam, MetadataTree)
+        self.assertEqual(list(iam), ["info", "security-credentials"])
+        self.assertIsInstance(iam["security-credentials"], MetadataTree)
+        credentials = iam["security-credentials"]
+        assert isinstance(credentials, MetadataTree)
+        self.assertEqual(json.loads(cast(str, credentials[ROLE_NAME])), CREDENTIALS)
+
+    def test_fetch_any_path(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.fetch("meta-data/placement/host-id"), "h-0a1b2c3d4e5f60718")
+        self.assertEqual(client.fetch("/latest/meta-data/instance-id"), "i-0123456789abcdef0")
+        self.assertEqual(
+            json.loads(client.fetch("dynamic/instance-identity/document")), IDENTITY_DOCUMENT
+        )
+        self.assertEqual(client.fetch_bytes("user-data"), USER_DATA)
+        self.assertEqual(client.fetch_bytes("/latest/user-data"), USER_DATA)
+        self.assertEqual(imds.count("GET", "/latest/user-data"), 2)
+        with self.assertRaises(EC2MetadataNotFoundError):
+            client.fetch("meta-data/nothing")
+
+
+class CommandLineTests(LoopbackTestCase):
+    def imds(self, *argv: str) -> tuple[int, bytes, str]:
+        """Run ``imds ARGV`` in this process: its exit status, stdout and stderr."""
+        stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+        stderr = io.StringIO()
+        with mock.patch.object(sys, "stdout", stdout), mock.patch.object(sys, "stderr", stderr):
+            try:
+                status = ec2_metadata.main(list(argv))
+            except SystemExit as exit:
+                status = int(exit.code or 0)
+            stdout.flush()
+        return status, stdout.buffer.getvalue(), stderr.getvalue()
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fake = self.serve()
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.fake.url
+
+    def test_the_full_dump(self) -> None:
+        for argv in ((), ("all",)):
+            status, out, err = self.imds(*argv)
+            self.assertEqual((status, err), (0, ""))
+            document = json.loads(out)
+            self.assertEqual(sorted(document), sorted(ec2_metadata._metadata_names(EC2Metadata)))
+            self.assertEqual(document["region"], "eu-west-1")
+            self.assertEqual(document["user_data"], USER_DATA.decode())
+            self.assertEqual(document["tags"], {"Name": "web-1", "Environment": "production"})
+            self.assertEqual(
+                document["spot_instance_action"],
+                {"action": "terminate", "time": "2026-11-27T04:02:00+00:00"},
+            )
+            self.assertEqual(
+                document["scheduled_events"][0]["NotBefore"], "2026-12-04T09:00:00+00:00"
+            )
+            self.assertEqual(
+                document["public_keys"], {"web-key": {"index": 0, "openssh_key": SSH_KEY}}
+            )
+            primary = document["network_interfaces"][PRIMARY_MAC]
+            self.assertEqual(primary["mac"], PRIMARY_MAC)
+            self.assertEqual(primary["ipv4_associations"], {"54.78.12.34": ["172.31.16.25"]})
+            self.assertEqual(document["instance_identity_document"], IDENTITY_DOCUMENT)
+            self.assertNotIn("errors", document)
+
+    def test_user_data_that_is_not_text_is_base64(self) -> None:
+        self.fake.put("user-data", b"\x1f\x8b\x08\x00gzip")
+        document = json.loads(self.imds()[1])
+        self.assertEqual(document["user_data"], {"base64": "H4sIAGd6aXA="})
+
+    def test_an_attribute_that_fails_is_reported_and_the_rest_printed(self) -> None:
+        self.fake.remove("meta-data/tags")
+        self.fake.remove(f"meta-data/network/interfaces/macs/{SECONDARY_MAC}/vpc-id")
+        status, out, err = self.imds()
+        document = json.loads(out)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIsNone(document["tags"])
+        self.assertIn("--instance-metadata-tags enabled", document["errors"]["tags"])
+        where = f"network_interfaces.{SECONDARY_MAC}.vpc_id"
+        self.assertIn("answered 404", document["errors"][where])
+        self.assertEqual(len(document["errors"]), 2)
+        self.assertEqual(document["region"], "eu-west-1")
+
+    def test_get_prints_one_value(self) -> None:
+        for argv, expected in [
+            (("get", "instance-id"), b"i-0123456789abcdef0\n"),
+            (("get", "instance_id"), b"i-0123456789abcdef0\n"),
+            (("get", "instance-id", "-n"), b"i-0123456789abcdef0"),
+            (("get", "ami-launch-index"), b"0\n"),
+            (("get", "security-groups"), b"web\nssh-access\n"),
+            (("get", "user-data", "-n"), USER_DATA),
+            (("get", "meta-data/placement/host-id"), b"h-0a1b2c3d4e5f60718\n"),
+        ]:
+            with self.subTest(argv):
+                self.assertEqual(self.imds(*argv), (0, expected, ""))
+
+    def test_get_prints_structures_as_json_and_none_as_nothing(self) -> None:
+        status, out, _ = self.imds("get", "iam-info")
+        self.assertEqual((status, json.loads(out)), (0, IAM_INFO))
+        status, out, _ = self.imds("get", "rebalance-recommendation")
+        self.assertEqual(json.loads(out), {"notice_time": "2026-11-27T03:50:00+00:00"})
+        status, out, _ = self.imds("get", "dynamic/instance-identity/document")
+        self.assertEqual(json.loads(out), IDENTITY_DOCUMENT)
+        self.fake.remove("meta-data/public-ipv4")
+        self.assertEqual(self.imds("get", "public-ipv4"), (0, b"", ""))
+
+    def test_json_prints_the_named_values(self) -> None:
+        status, out, err = self.imds("json", "region", "availability-zone", "meta-data/mac")
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(
+            json.loads(out),
+            {
+                "region": "eu-west-1",
+                "availability-zone": "eu-west-1b",
+                "meta-data/mac": PRIMARY_MAC,
+            },
+        )
+
+    def test_tree_prints_the_whole_tree(self) -> None:
+        status, out, _ = self.imds("tree")
+        self.assertEqual(status, 0)
+        self.assertEqual(json.loads(out), expected_tree(self.fake.tree["meta-data"]))  # type: ignore[arg-type]
+
+    def test_a_failure_inside_a_value_fails_get(self) -> None:
+        self.fake.remove(f"meta-data/network/interfaces/macs/{SECONDARY_MAC}/vpc-id")
+        status, out, err = self.imds("get", "network-interfaces")
+        self.assertEqual(status, 1)
+        self.assertIsNone(json.loads(out)[SECONDARY_MAC]["vpc_id"])
+        self.assertIn(f"imds: network-interfaces.{SECONDARY_MAC}.vpc_id:", err)
+
+    def test_an_unknown_name_is_a_usage_error_listing_the_names(self) -> None:
+        status, out, err = self.imds("get", "instance-idd")
+        self.assertEqual((status, out), (2, b""))
+        self.assertIn("unknown metadata name 'instance-idd'", err)
+        self.assertIn("instance_id", err)
+
+    def test_a_metadata_error_is_one_line_and_status_1(self) -> None:
+        status, out, err = self.imds(
+            "--endpoint", f"http://127.0.0.1:{closed_port()}", "get", "region"
+        )
+        self.assertEqual((status, out), (1, b""))
+        self.assertEqual(err.count("\n"), 1)
+        self.assertTrue(err.startswith("imds: PUT http://127.0.0.1:"))
+        self.assertNotIn("Traceback", err)
+
+    def test_endpoint_and_timeout_options_beat_the_environment(self) -> None:
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
+        os.environ["AWS_METADATA_SERVICE_TIMEOUT"] = "nonsense"
+        status, out, _ = self.imds("--endpoint", self.fake.url, "--timeout", "2", "get", "mac")
+        self.assertEqual((status, out), (0, PRIMARY_MAC.encode() + b"\n"))
+
+    def test_an_invalid_setting_is_a_usage_error(self) -> None:
+        status, _, err = self.imds("--timeout", "-1", "get", "mac")
+        self.assertEqual(status, 2)
+        self.assertIn("the timeout= argument must be a positive number", err)
+
+    def test_help_names_every_attribute(self) -> None:
+        status, out, _ = self.imds("--help")
+        self.assertEqual(status, 0)
+        for name in ec2_metadata._metadata_names(EC2Metadata):
+            self.assertIn(name, out.decode())
+        self.assertEqual(self.imds("get", "--help")[0], 0)
+
+
+class EntryPointTests(LoopbackTestCase):
+    """The command as a copied file, as ``python -m``, and the demo runner."""
+
+    def run_python(
+        self, *argv: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.run(
+            [sys.executable, *argv],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    def test_the_copied_file_and_python_m_run_the_command(self) -> None:
+        for argv in (("ec2_metadata.py", "--help"), ("-m", "ec2_metadata", "--help")):
+            with self.subTest(argv):
+                result = self.run_python(*argv)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn("usage: imds", result.stdout)
+                self.assertIn("instance_identity_document", result.stdout)
+
+    def test_the_demo_runs_a_command_against_the_fake(self) -> None:
+        result = self.run_python(
+            "test_ec2_metadata.py",
+            "with-fake-imds",
+            sys.executable,
+            "-m",
+            "ec2_metadata",
+            "get",
+            "region",
+        )
+        self.assertEqual((result.returncode, result.stdout), (0, "eu-west-1\n"), result.stderr)
+        self.assertIn("fake IMDS serving on http://127.0.0.1:", result.stderr)
+
+    def test_the_demo_points_the_command_at_the_fake(self) -> None:
+        check = (
+            "import os, sys; sys.exit(7 if os.environ[sys.argv[1]].startswith(sys.argv[2]) else 1)"
+        )
+        stderr = io.StringIO()
+        with mock.patch.object(sys, "stderr", stderr):
+            status = with_fake_imds(
+                [
+                    sys.executable,
+                    "-c",
+                    check,
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                    "http://127.0.0.1:",
+                ]
+            )
+        self.assertEqual(status, 7)
+        self.assertIn("fake IMDS serving on http://127.0.0.1:", stderr.getvalue())
+
+    def test_the_demo_needs_a_command(self) -> None:
+        stderr = io.StringIO()
+        with mock.patch.object(sys, "stderr", stderr):
+            self.assertEqual(with_fake_imds([]), 2)
+        self.assertIn("usage:", stderr.getvalue())
+
+    def test_the_demo_passes_on_the_exit_status(self) -> None:
+        result = self.run_python(
+            "test_ec2_metadata.py",
+            "with-fake-imds",
+            sys.executable,
+            "-m",
+            "ec2_metadata",
+            "get",
+            "nothing",
+        )
+        self.assertEqual(result.returncode, 2)
+
+
+def with_fake_imds(command: list[str]) -> int:
+    """Serve the fake IMDS on a free loopback port and run ``command`` against it."""
+    if not command:
+        print("usage: python test_ec2_metadata.py with-fake-imds COMMAND...", file=sys.stderr)
+        return 2
+    with FakeIMDS() as imds:
+        print(f"fake IMDS serving on {imds.url}", file=sys.stderr)
+        env = dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url)
+        return subprocess.run(command, env=env, check=False).returncode
+
+
+if __name__ == "__main__":  # pragma: no cover - the two ways to run this file
+    if sys.argv[1:2] == ["with-fake-imds"]:
+        sys.exit(with_fake_imds(sys.argv[2:]))
     unittest.main()
