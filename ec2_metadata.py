@@ -32,6 +32,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    ClassVar,
     Literal,
     NamedTuple,
     Optional,
@@ -88,8 +89,8 @@ class EC2MetadataDisabledError(EC2MetadataError):
     """``AWS_EC2_METADATA_DISABLED`` (or ``disabled=True``) forbids any request."""
 
 
-class EC2MetadataConnectionError(EC2MetadataError):
-    """The service could not be reached, did not answer in time, or cut its answer short."""
+class _PathError(EC2MetadataError):
+    """An error about one metadata path, kept in `path`."""
 
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
@@ -99,13 +100,16 @@ class EC2MetadataConnectionError(EC2MetadataError):
         return type(self), (str(self), self.path)
 
 
-class EC2MetadataHTTPError(EC2MetadataError):
+class EC2MetadataConnectionError(_PathError):
+    """The service could not be reached, did not answer in time, or cut its answer short."""
+
+
+class EC2MetadataHTTPError(_PathError):
     """The service answered a request with an error status (`status`) for `path`."""
 
     def __init__(self, message: str, status: int, path: str) -> None:
-        super().__init__(message)
+        super().__init__(message, path)
         self.status = status
-        self.path = path
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (str(self), self.status, self.path)
@@ -115,15 +119,8 @@ class EC2MetadataNotFoundError(EC2MetadataHTTPError):
     """The service answered 404 for a path that the attribute needs."""
 
 
-class EC2MetadataMalformedError(EC2MetadataError):
+class EC2MetadataMalformedError(_PathError):
     """The service answered, but with something that cannot be the value of `path`."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (str(self), self.path)
 
 
 # Public types ------------------------------------------------------------------------
@@ -1030,25 +1027,37 @@ class InstanceTags(Mapping[str, str]):
         return f"InstanceTags({list(self._names)!r})"
 
 
-class NetworkInterface(_Node):
-    """One network interface of the instance, as found in `EC2Metadata.network_interfaces`."""
+class _Listed(_Node):
+    """An object the client lists: a network interface by MAC, a public key by index."""
 
-    def __init__(self, mac: str, parent: EC2Metadata | None = None) -> None:
-        self.mac = mac
+    _path_template: ClassVar[str]
+
+    def __init__(self, key: object, parent: EC2Metadata | None) -> None:
+        self._key = key
         self.parent = ec2_metadata if parent is None else parent
         self._transport = self.parent._transport
-        self._prefix = f"meta-data/network/interfaces/macs/{mac}/"
+        self._prefix = self._path_template.format(key)
 
     def __repr__(self) -> str:
-        return f"NetworkInterface({self.mac!r})"
+        return f"{type(self).__name__}({self._key!r})"
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, NetworkInterface):
+        if not isinstance(other, type(self)):
             return NotImplemented
-        return (self.mac, self.parent) == (other.mac, other.parent)
+        return (self._key, self.parent) == (other._key, other.parent)
 
     def __hash__(self) -> int:
-        return hash(self.mac)
+        return hash(self._key)
+
+
+class NetworkInterface(_Listed):
+    """One network interface of the instance, as found in `EC2Metadata.network_interfaces`."""
+
+    _path_template = "meta-data/network/interfaces/macs/{}/"
+
+    def __init__(self, mac: str, parent: EC2Metadata | None = None) -> None:
+        super().__init__(mac, parent)
+        self.mac = mac
 
     device_number = _field("device-number", int)
     interface_id = _field("interface-id", str)
@@ -1086,25 +1095,14 @@ class NetworkInterface(_Node):
         return self._read_or_none("network-card-index", int) if index is None else index
 
 
-class PublicKey(_Node):
+class PublicKey(_Listed):
     """One SSH public key given at launch, as found in `EC2Metadata.public_keys`."""
 
+    _path_template = "meta-data/public-keys/{}/"
+
     def __init__(self, index: int, parent: EC2Metadata | None = None) -> None:
+        super().__init__(index, parent)
         self.index = index
-        self.parent = ec2_metadata if parent is None else parent
-        self._transport = self.parent._transport
-        self._prefix = f"meta-data/public-keys/{index}/"
-
-    def __repr__(self) -> str:
-        return f"PublicKey({self.index!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PublicKey):
-            return NotImplemented
-        return (self.index, self.parent) == (other.index, other.parent)
-
-    def __hash__(self) -> int:
-        return hash(self.index)
 
     openssh_key = _optional_field("openssh-key", str)
 
