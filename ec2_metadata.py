@@ -22,29 +22,32 @@ client makes its first request.
 
 from __future__ import annotations
 
+import _thread
+import _weakref
 import os
-import threading
 import time
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cached_property
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    ClassVar,
-    Literal,
-    NamedTuple,
-    Optional,
-    TypedDict,
-    TypeVar,
-    cast,
-)
 
-if TYPE_CHECKING:  # pragma: no cover - imported on first request, to keep the import cheap
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers know it
+if TYPE_CHECKING:  # pragma: no cover
     import argparse
     import http.client
+    from collections.abc import Iterator
     from datetime import datetime
+    from typing import Any, Callable, ClassVar, Literal, TypedDict, TypeVar, cast
+
+    _T = TypeVar("_T")
+else:
+    # Importing typing takes longer than importing all of this module, and nothing here
+    # needs it at run time: annotations stay strings, and the TypedDicts are dict classes.
+    class TypedDict(dict):
+        def __init_subclass__(cls, total: bool = True) -> None:
+            super().__init_subclass__()
+
+    def cast(kind, value):
+        return value
+
 
 __all__ = [
     "EC2Metadata",
@@ -70,8 +73,6 @@ __all__ = [
 ]
 
 __version__ = "1.0.0"
-
-_T = TypeVar("_T")
 
 
 # Errors ------------------------------------------------------------------------------
@@ -125,9 +126,6 @@ class EC2MetadataMalformedError(_PathError):
 
 # Public types ------------------------------------------------------------------------
 
-# Optional[...] rather than "X | None" in the TypedDicts: typing.get_type_hints()
-# evaluates these annotations, and Python 3.9 cannot evaluate "X | None".
-
 
 class IamInfoDict(TypedDict):
     InstanceProfileArn: str
@@ -148,15 +146,15 @@ class InstanceIdentityDocumentDict(TypedDict):
     accountId: str
     architecture: Literal["i386", "x86_64", "arm64"]
     availabilityZone: str
-    billingProducts: Optional[list[str]]  # noqa: UP045
-    marketplaceProductCodes: Optional[list[str]]  # noqa: UP045
+    billingProducts: list[str] | None
+    marketplaceProductCodes: list[str] | None
     imageId: str
     instanceId: str
     instanceType: str
-    kernelId: Optional[str]  # noqa: UP045
+    kernelId: str | None
     pendingTime: str
     privateIp: str
-    ramdiskId: Optional[str]  # noqa: UP045
+    ramdiskId: str | None
     region: str
     version: str
 
@@ -176,20 +174,47 @@ class ScheduledEventDict(_ScheduledEventKeys, total=False):
     NotBeforeDeadline: datetime
 
 
-class RebalanceRecommendation(NamedTuple):
+class _Record:
+    """A value made of named fields, compared and shown by them."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _asdict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self._asdict().items())
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._asdict() == other._asdict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._asdict().values()))
+
+
+class RebalanceRecommendation(_Record):
     """EC2's signal that this spot instance is at elevated risk of interruption."""
 
-    notice_time: datetime
-    """When the recommendation was made, as a timezone-aware UTC datetime."""
+    __slots__ = ("notice_time",)
+
+    def __init__(self, notice_time: datetime) -> None:
+        self.notice_time = notice_time
+        """When the recommendation was made, as a timezone-aware UTC datetime."""
 
 
-class SpotInstanceAction(NamedTuple):
+class SpotInstanceAction(_Record):
     """An action EC2 is about to take on this spot instance."""
 
-    action: str
-    """``"hibernate"``, ``"stop"`` or ``"terminate"``."""
-    time: datetime
-    """When the action will happen, approximately, as a timezone-aware UTC datetime."""
+    __slots__ = ("action", "time")
+
+    def __init__(self, action: str, time: datetime) -> None:
+        self.action = action
+        """``"hibernate"``, ``"stop"`` or ``"terminate"``."""
+        self.time = time
+        """When the action will happen, approximately, as a timezone-aware UTC datetime."""
 
 
 # Transport: settings, token, connection, retries --------------------------------------
@@ -209,26 +234,40 @@ _HOP_LIMIT_FIX = (
 )
 
 
-class _Settings(NamedTuple):
-    endpoint: str
-    host: str
-    port: int
-    base_path: str
-    timeout: float
-    attempts: int
-    disabled: bool
-    token_ttl: int
+class _Settings(_Record):
+    """The settings of a client, resolved from its arguments and the environment."""
 
+    __slots__ = (
+        "attempts",
+        "base_path",
+        "disabled",
+        "endpoint",
+        "host",
+        "port",
+        "timeout",
+        "token_ttl",
+    )
 
-class _Options(NamedTuple):
-    """What the constructor was given; None means: ask the environment, then the default."""
-
-    endpoint: str | None
-    endpoint_mode: str | None
-    timeout: float | None
-    attempts: int | None
-    disabled: bool | None
-    token_ttl: int | None
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        host: str,
+        port: int,
+        base_path: str,
+        timeout: float,
+        attempts: int,
+        disabled: bool,
+        token_ttl: int,
+    ) -> None:
+        self.endpoint = endpoint
+        self.host = host
+        self.port = port
+        self.base_path = base_path
+        self.timeout = timeout
+        self.attempts = attempts
+        self.disabled = disabled
+        self.token_ttl = token_ttl
 
 
 _VARIABLES = {
@@ -240,10 +279,12 @@ _VARIABLES = {
 }
 
 
-def _setting(given: object, name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+def _setting(
+    options: dict[str, Any], name: str, parse: Callable[[str, str], _T], default: _T
+) -> _T:
     """The keyword argument if given, else the environment variable, else the default."""
-    if given is not None:
-        return parse(str(given), f"the {name}= argument")
+    if name in options:
+        return parse(str(options[name]), f"the {name}= argument")
     variable = _VARIABLES.get(name)
     raw = os.environ.get(variable, "").strip() if variable else ""
     if not raw:
@@ -313,27 +354,23 @@ def _parse_endpoint(raw: str, source: str) -> tuple[str, str, int, str]:
     return raw.rstrip("/"), cast(str, parts.hostname), port, base_path
 
 
-def _resolve_settings(options: _Options) -> _Settings:
-    mode = _setting(options.endpoint_mode, "endpoint_mode", _parse_mode, "ipv4")
-    default_endpoint = _DEFAULT_ENDPOINTS[mode]
+def _resolve_settings(options: dict[str, Any]) -> _Settings:
+    """The client's settings: each from its keyword argument, else the environment."""
+    mode = _setting(options, "endpoint_mode", _parse_mode, "ipv4")
+    default_endpoint = _parse_endpoint(_DEFAULT_ENDPOINTS[mode], "default")
     endpoint, host, port, base_path = _setting(
-        options.endpoint,
-        "endpoint",
-        _parse_endpoint,
-        _parse_endpoint(default_endpoint, "default"),
+        options, "endpoint", _parse_endpoint, default_endpoint
     )
     return _Settings(
         endpoint=endpoint,
         host=host,
         port=port,
         base_path=base_path,
-        timeout=_setting(options.timeout, "timeout", _parse_timeout, _DEFAULT_TIMEOUT),
-        attempts=_setting(
-            options.attempts, "attempts", _positive_int_parser(1000), _DEFAULT_ATTEMPTS
-        ),
-        disabled=_setting(options.disabled, "disabled", _parse_disabled, False),
+        timeout=_setting(options, "timeout", _parse_timeout, _DEFAULT_TIMEOUT),
+        attempts=_setting(options, "attempts", _positive_int_parser(1000), _DEFAULT_ATTEMPTS),
+        disabled=_setting(options, "disabled", _parse_disabled, False),
         token_ttl=_setting(
-            options.token_ttl, "token_ttl", _positive_int_parser(_MAX_TOKEN_TTL), _MAX_TOKEN_TTL
+            options, "token_ttl", _positive_int_parser(_MAX_TOKEN_TTL), _MAX_TOKEN_TTL
         ),
     )
 
@@ -363,14 +400,15 @@ class _Transport:
     the connection.  After ``os.fork()`` the child drops the inherited connection and lock.
     """
 
-    def __init__(self, options: _Options) -> None:
+    def __init__(self, options: dict[str, Any]) -> None:
         self._options = options
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._settings: _Settings | None = None
         self._connection: http.client.HTTPConnection | None = None
         self._token: str | None = None
         self._token_renew_at = 0.0
-        _LIVE_TRANSPORTS.add(self)
+        key = id(self)
+        _LIVE_TRANSPORTS[key] = _weakref.ref(self, lambda _: _LIVE_TRANSPORTS.pop(key, None))
 
     @property
     def settings(self) -> _Settings:
@@ -382,9 +420,12 @@ class _Transport:
             self._close()
 
     def reset(self) -> None:
-        """Forget the token, the connection and the settings (read again on next use)."""
+        """Forget the token and the settings (read again on next use).
+
+        The connection stays open for the next request, unless the settings read then
+        name another endpoint or timeout.
+        """
         with self._lock:
-            self._close()
             self._settings = None
             self._token = None
 
@@ -397,7 +438,7 @@ class _Transport:
         # The child must never talk over the parent's connection.  Closing the child's
         # copy of the socket leaves the parent's open: close() is not shutdown().  The
         # lock may have been held by a thread that does not exist in the child.
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._close()
 
     def get(self, path: str) -> bytes:
@@ -514,6 +555,13 @@ class _Transport:
     ) -> tuple[http.client.HTTPConnection, bool]:
         """The open connection and True, or a newly opened one and False."""
         connection = self._connection
+        if connection is not None and (connection.host, connection.port, connection.timeout) != (
+            settings.host,
+            settings.port,
+            settings.timeout,
+        ):
+            self._close()  # clear_all() read new settings: this connection is not theirs
+            connection = None
         if connection is not None and connection.sock is not None:
             return connection, True
         if connection is None:
@@ -600,12 +648,15 @@ class _Transport:
             self._connection = None
 
 
-_LIVE_TRANSPORTS: weakref.WeakSet[_Transport] = weakref.WeakSet()
+# Every transport alive, by id, as a weak reference: os.fork() must reach them all.
+_LIVE_TRANSPORTS: dict[int, Callable[[], _Transport | None]] = {}
 
 
 def _forget_connections_after_fork() -> None:
-    for transport in list(_LIVE_TRANSPORTS):
-        transport.forget_after_fork()
+    for reference in list(_LIVE_TRANSPORTS.values()):
+        transport = reference()
+        if transport is not None:  # pragma: no branch - a dead one has left the dict already
+            transport.forget_after_fork()
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows only
@@ -815,16 +866,20 @@ class EC2Metadata(_Node):
                 " use timeout=, attempts= and endpoint= to configure it",
                 stacklevel=2,
             )
-        self._options = _Options(endpoint, endpoint_mode, timeout, attempts, disabled, token_ttl)
+        given = {
+            "endpoint": endpoint,
+            "endpoint_mode": endpoint_mode,
+            "timeout": timeout,
+            "attempts": attempts,
+            "disabled": disabled,
+            "token_ttl": token_ttl,
+        }
+        self._options = {name: value for name, value in given.items() if value is not None}
         self._transport = _Transport(self._options)
         self._prefix = ""
 
     def __repr__(self) -> str:
-        given = [
-            f"{name}={value!r}"
-            for name, value in self._options._asdict().items()
-            if value is not None
-        ]
+        given = [f"{name}={value!r}" for name, value in self._options.items()]
         return f"EC2Metadata({', '.join(given)})"
 
     def clear_all(self) -> None:
@@ -1081,9 +1136,11 @@ class NetworkInterface(_Listed):
 
     @cached_property
     def ipv4_associations(self) -> dict[str, list[str]]:
-        """Each public IPv4 address of the interface, to the private addresses behind it."""
-        public_ips = self._read_or_none("ipv4-associations/", _names) or []
-        return {ip: self._read(f"ipv4-associations/{ip}", _lines) for ip in public_ips}
+        """Each public IPv4 address of the interface, to the private addresses behind it.
+
+        The addresses are those of `public_ipv4s`, which ``ipv4-associations/`` lists too.
+        """
+        return {ip: self._read(f"ipv4-associations/{ip}", _lines) for ip in self.public_ipv4s}
 
     @cached_property
     def network_card_index(self) -> int | None:
@@ -1207,11 +1264,11 @@ def _plain(value: object, errors: dict[str, str], where: str) -> object:
         return {"mac": value.mac, **_snapshot(value, errors, where)}
     if isinstance(value, PublicKey):
         return {"index": value.index, **_snapshot(value, errors, where)}
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+    if isinstance(value, _Record):
         return _plain(value._asdict(), errors, where)
     if isinstance(value, Mapping):
         return {str(key): _plain(item, errors, f"{where}.{key}") for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [_plain(item, errors, where) for item in value]
     raise TypeError(f"cannot show {type(value).__name__} as JSON")  # pragma: no cover
 

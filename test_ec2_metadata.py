@@ -419,9 +419,7 @@ class FakeIMDS:
         elif isinstance(node, dict):
             listing = "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in node.items())
             handler.reply(200, listing.encode())
-        elif relative.endswith("/"):
-            handler.reply(404, b"Not Found")
-        else:
+        else:  # a value asked for with a trailing slash is served too, as the mock does
             handler.reply(200, node if isinstance(node, bytes) else node.encode())
 
 
@@ -708,7 +706,9 @@ class FakeIMDSTests(LoopbackTestCase):
         good = {TOKEN_HEADER: token.decode()}
         self.assertEqual(self.exchange(imds, "GET", "/meta-data/mac", good)[0], 404)
         self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/nothing", good)[0], 404)
-        self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac/", good)[0], 404)
+        self.assertEqual(
+            self.exchange(imds, "GET", "/latest/meta-data/mac/", good), (200, PRIMARY_MAC.encode())
+        )
         self.assertEqual(self.exchange(imds, "GET", "/latest/meta-data/mac/x", good)[0], 404)
         _, listing = self.exchange(imds, "GET", "/latest/meta-data/services/", good)
         self.assertEqual(listing.decode().splitlines(), ["domain", "partition"])
@@ -732,6 +732,17 @@ class AttributeTests(LoopbackTestCase):
         assert action is not None
         self.assertEqual(action.action, "terminate")
         self.assertEqual(action.time.utcoffset(), timezone.utc.utcoffset(None))
+
+    def test_spot_action_and_rebalance_values(self) -> None:
+        when = datetime(2026, 11, 27, 4, 2, tzinfo=timezone.utc)
+        action = SpotInstanceAction("stop", when)
+        self.assertEqual(repr(action), f"SpotInstanceAction(action='stop', time={when!r})")
+        self.assertEqual(action, SpotInstanceAction("stop", when))
+        self.assertNotEqual(action, SpotInstanceAction("terminate", when))
+        self.assertNotEqual(action, RebalanceRecommendation(when))
+        self.assertNotEqual(action, ("stop", when))
+        self.assertEqual(len({action, SpotInstanceAction("stop", when)}), 1)
+        self.assertEqual(RebalanceRecommendation(when).notice_time, when)
 
     def test_spot_action_time_with_an_offset_or_none_becomes_utc(self) -> None:
         imds = self.serve()
@@ -965,6 +976,7 @@ class CachingTests(LoopbackTestCase):
         self.assertEqual(read_everything(client), first)
         self.assertEqual(imds.count("PUT"), 2)
         self.assertEqual(imds.count("GET") - before, before)
+        self.assertEqual(imds.connections, 1)  # the connection outlives clear_all()
 
     def test_clear_all_of_an_interface_and_a_key(self) -> None:
         imds = self.serve()
