@@ -535,7 +535,11 @@ class _Transport:
             connection, reused = self._connection_for(settings, method, path)
             response = None
             try:
-                connection.request(method, url, headers=headers)
+                # Not request(): it would add an Accept-Encoding header the service ignores.
+                connection.putrequest(method, url, skip_accept_encoding=True)
+                for name, value in headers.items():
+                    connection.putheader(name, value)
+                connection.endheaders()
                 response = connection.getresponse()
                 return response.status, self._read_body(response, settings, method, path)
             except (OSError, HTTPException) as error:
