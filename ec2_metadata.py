@@ -27,7 +27,7 @@ import _weakref
 import os
 import time
 from collections.abc import Mapping
-from functools import cached_property
+from functools import cache, cached_property
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers know it
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,6 +227,7 @@ _TOKEN_HEADER = "X-aws-ec2-metadata-token"
 _TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 _TOKEN_PATH = "api/token"
 _MAX_BODY = 1024 * 1024
+_MAX_ANSWER = _MAX_BODY + 64 * 1024  # the body, and room for headers
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 _ENDPOINT_VARIABLE = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 _HOP_LIMIT_FIX = (
@@ -381,6 +382,66 @@ class _Retryable(Exception):
     def __init__(self, error: EC2MetadataError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+class _AnswerTooLong(Exception):
+    """An answer went past its byte budget, counting headers, trailers and interim answers."""
+
+
+class _AnswerReader:
+    """The socket file under one answer, with a byte budget and a deadline.
+
+    http.client reads status lines, headers, ``100 Continue`` answers and chunk trailers
+    for as long as the server sends them; this bounds all of it, not just the body.
+    """
+
+    def __init__(self, file: Any, budget: int, seconds: float) -> None:
+        self._file = file
+        self._left = budget
+        self._deadline = time.monotonic() + seconds
+
+    def _spend(self, count: int) -> None:
+        self._left -= count
+        if self._left < 0:
+            raise _AnswerTooLong
+        if time.monotonic() > self._deadline:
+            from socket import timeout
+
+            raise timeout("timed out")
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self._file.readline(limit)
+        self._spend(len(line))
+        return line
+
+    def read(self, amount: int | None = None) -> bytes:
+        if amount is None or not 0 <= amount <= self._left:
+            amount = self._left + 1
+        data: bytes = self._file.read(amount)
+        self._spend(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count: int = self._file.readinto(memoryview(buffer)[: self._left + 1])
+        self._spend(count)
+        return count
+
+    def __getattr__(self, name: str) -> Any:  # close, flush, fileno, peek, read1
+        return getattr(self._file, name)
+
+
+@cache
+def _response_class() -> type[http.client.HTTPResponse]:
+    """http.client's answer, read through an `_AnswerReader` (made once, on first use)."""
+    from http.client import HTTPResponse
+
+    class Answer(HTTPResponse):
+        def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(sock, *args, **kwargs)
+            seconds = sock.gettimeout() or _DEFAULT_TIMEOUT
+            self.fp = cast("Any", _AnswerReader(self.fp, _MAX_ANSWER, seconds))
+
+    return Answer
 
 
 def _describe(error: BaseException) -> str:
@@ -542,6 +603,11 @@ class _Transport:
                 connection.endheaders()
                 response = connection.getresponse()
                 return response.status, self._read_body(response, settings, method, path)
+            except _AnswerTooLong:
+                self._close()
+                raise EC2MetadataMalformedError(
+                    f"{method} {path} answered more than the {_MAX_ANSWER}-byte limit", path
+                ) from None
             except (OSError, HTTPException) as error:
                 self._close()
                 if reused and isinstance(error, ConnectionError):
@@ -572,6 +638,7 @@ class _Transport:
             from http.client import HTTPConnection
 
             connection = HTTPConnection(settings.host, settings.port, timeout=settings.timeout)
+            connection.response_class = _response_class()
             self._connection = connection
         try:
             connection.connect()
@@ -594,7 +661,8 @@ class _Transport:
                 f"more than the {_MAX_BODY}-byte limit",
                 path,
             )
-        body = response.read(_MAX_BODY + 1)
+        # Read what was announced, or one byte past the limit to see that it is over it.
+        body = response.read(_MAX_BODY + 1 if announced is None else announced)
         if len(body) > _MAX_BODY:
             self._close()
             raise EC2MetadataMalformedError(
@@ -603,6 +671,9 @@ class _Transport:
         if announced is not None and len(body) < announced:
             # read(amt) returns what came before the connection closed: never use a part.
             raise IncompleteRead(body, announced - len(body))
+        if not body and announced is None and not response.chunked:
+            # Nothing, ended by closing: what an answer cut off in its headers looks like.
+            raise IncompleteRead(body)
         if not response.isclosed():  # an answer without a length ends when the server closes
             self._close()
         return body

@@ -8,23 +8,32 @@ connection fail the test that tried it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.server
 import io
 import ipaddress
+import itertools
 import json
+import logging
+import operator
 import os
 import pickle
+import random
 import secrets
+import select
 import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
+import tracemalloc
 import unittest
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, NamedTuple, Union, cast
+from typing import Any, Callable, ClassVar, NamedTuple, NoReturn, Protocol, TypeVar, Union, cast
 from unittest import mock
 from urllib.parse import unquote
 
@@ -272,6 +281,12 @@ def instance_tree(*, mock_quirks: bool = False) -> Tree:
     }
 
 
+class Clock(Protocol):
+    """What times the tokens of a RecordingIMDS: the time module or a FakeClock."""
+
+    def monotonic(self) -> float: ...
+
+
 class Request(NamedTuple):
     method: str
     path: str
@@ -299,8 +314,11 @@ class FakeIMDS:
     can script faults per path and revoke tokens.
     """
 
-    def __init__(self, tree: Tree | None = None, *, mock_quirks: bool = False) -> None:
+    def __init__(
+        self, tree: Tree | None = None, *, mock_quirks: bool = False, clock: Clock = time
+    ) -> None:
         self.tree = instance_tree(mock_quirks=mock_quirks) if tree is None else tree
+        self.clock = clock  # what times the tokens: the time module, or a FakeClock
         self.requests: list[Request] = []
         self.connections = 0
         self.tokens: dict[str, float] = {}
@@ -395,13 +413,13 @@ class FakeIMDS:
             return
         token = secrets.token_urlsafe(42)
         with self.lock:
-            self.tokens[token] = time.monotonic() + int(ttl)
+            self.tokens[token] = self.clock.monotonic() + int(ttl)
         handler.reply(200, token.encode(), ((TTL_HEADER, ttl),))
 
     def _token_is_valid(self, token: str | None) -> bool:
         with self.lock:
             expiry = self.tokens.get(token or "")
-        return expiry is not None and time.monotonic() < expiry
+        return expiry is not None and self.clock.monotonic() < expiry
 
     def _serve_path(self, handler: _FakeHandler) -> None:
         if not handler.path.startswith("/latest/"):
@@ -456,6 +474,362 @@ class _FakeHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def drop_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """Close the connection without answering."""
+    handler.close_connection = True
+
+
+def answer_until_close(body: bytes) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+    """An answer with no Content-Length, ended by closing the connection."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.end_headers()
+        handler.wfile.write(body)
+        handler.close_connection = True
+
+    return answer
+
+
+# The fake, for fault injection -------------------------------------------------------
+
+ENDPOINT_VARIABLE = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+ATTEMPTS_VARIABLE = "AWS_METADATA_SERVICE_NUM_ATTEMPTS"
+TIMEOUT_VARIABLE = "AWS_METADATA_SERVICE_TIMEOUT"
+TOKEN_PATH = "/latest/api/token"
+MAC_PATH = "/latest/meta-data/mac"
+INSTANCE_ID = "i-0123456789abcdef0"
+AMI_ID = "ami-0a1b2c3d4e5f60718"
+LIMIT = 1024 * 1024  # the largest answer the client accepts
+
+
+class Seen(NamedTuple):
+    """What a RecordingIMDS notes about one request."""
+
+    method: str
+    path: str
+    port: int  # the client's port, one per TCP connection
+    token: str
+    interleaved: bool  # the client sent more on this connection before it was answered
+    stale_token: bool  # a GET whose token had expired by the fake's clock
+
+
+def pending(sock: socket.socket) -> bool:
+    """True when the peer has sent bytes that nobody has read yet (False at end of stream)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:  # pragma: no cover - a client that reset the connection
+        return False
+
+
+class _ProbingHandler(_FakeHandler):
+    # Unbuffered, so that a request sent early stays in the socket, where `pending` sees it.
+    rbufsize = 0
+
+
+class RecordingIMDS(FakeIMDS):
+    """A FakeIMDS that also notes, in ``seen``, each request's client port, whether a second
+    request came on its connection before it was answered, and whether its token had expired
+    by ``clock``, which also times the tokens it issues.  ``delay`` holds back every answer,
+    so that a client interleaving requests on one connection gets caught."""
+
+    def __init__(self, tree: Tree | None = None, **options: Any) -> None:
+        super().__init__(tree, **options)
+        self.server.RequestHandlerClass = _ProbingHandler
+        self.delay = 0.0
+        self.seen: list[Seen] = []
+
+    def answer(self, handler: _FakeHandler, method: str) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        token = handler.headers.get(TOKEN_HEADER, "")
+        with self.lock:
+            expiry = self.tokens.get(token)
+        stale = method == "GET" and expiry is not None and self.clock.monotonic() >= expiry
+        port = int(handler.client_address[1])
+        seen = Seen(method, handler.path, port, token, pending(handler.connection), stale)
+        with self.lock:
+            self.seen.append(seen)
+        super().answer(handler, method)
+
+
+class SilentService:
+    """A loopback endpoint that accepts TCP connections, counts them, and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.02)
+        self.accepted: list[socket.socket] = []
+        self.changed = threading.Condition()
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def __enter__(self) -> SilentService:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.running = False
+        self.thread.join()
+        self.listener.close()
+        for sock in self.accepted:
+            sock.close()
+
+    def connections(self, at_least: int) -> int:
+        """How many connections were accepted, once there are ``at_least`` (or after 2 s)."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.accepted) >= at_least, timeout=2)
+            return len(self.accepted)
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                sock, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            with self.changed:
+                self.accepted.append(sock)
+                self.changed.notify_all()
+
+
+def never_answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """Hold the request unanswered until the client hangs up (5 s at most)."""
+    handler.connection.settimeout(5)
+    with contextlib.suppress(OSError):
+        handler.rfile.read(1)  # b"" once the client closes
+    handler.close_connection = True
+
+
+def raw_answer(data: bytes) -> Fault:
+    """Write ``data`` to the socket as the whole answer, then close the connection."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        with contextlib.suppress(OSError):
+            handler.wfile.write(data)
+        handler.close_connection = True
+
+    return answer
+
+
+def close_after_answer(body: bytes) -> Fault:
+    """Answer as if keeping the connection open, then close it at once (an idle timeout)."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        assert isinstance(handler, _FakeHandler)
+        handler.reply(200, body)
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        handler.close_connection = True
+
+    return answer
+
+
+def endless(head: bytes, unit: bytes, limit: float = 1.5) -> Fault:
+    """Write ``head``, then ``unit`` over and over until the client hangs up or ``limit``
+    seconds have passed (so that a client that never stops reading fails, not hangs)."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.close_connection = True
+        handler.connection.settimeout(limit)
+        deadline = time.monotonic() + limit
+        with contextlib.suppress(OSError):
+            handler.wfile.write(head)
+            while time.monotonic() < deadline:  # pragma: no branch - ends when the client does
+                handler.wfile.write(unit)
+
+    return answer
+
+
+def cut_answer(body: bytes, cut: int, *, chunked: bool = False) -> Fault:
+    """A 200 answer of ``body``, framed by Content-Length or chunked, of which only the
+    first ``cut`` bytes are sent before the connection closes."""
+    if chunked:
+        framing = b"Transfer-Encoding: chunked\r\n\r\n"
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    else:
+        framing = b"Content-Length: %d\r\n\r\n" % len(body)
+    return raw_answer((b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + framing + body)[:cut])
+
+
+class Mutation(NamedTuple):
+    """What ChaosIMDS sends instead of an answer."""
+
+    kind: str
+    data: bytes  # what goes on the wire instead of the fake's answer
+    close: bool  # then close the connection
+    stall: bool  # then wait for the client to hang up
+
+
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+ERROR_STATUSES = (101, 204, 304, *REDIRECT_STATUSES, 400, 401, 403, 404, 405, 408, 418, 429)
+ERROR_STATUSES += (*range(500, 505), 599)
+
+
+MUTATIONS = {  # each kind of hostile answer, with its weight
+    "same": 8,
+    "chunked": 3,
+    "until close": 2,
+    "connection close": 2,
+    "HTTP/1.0": 1,
+    "100 continue first": 1,
+    "junk headers": 2,
+    "bogus length": 2,
+    "too long a length": 2,
+    "cut": 4,
+    "error status": 5,
+    "junk": 2,
+    "drop": 2,
+    "stall": 1,
+}
+
+
+def mutate(rng: random.Random, answer: bytes) -> Mutation:
+    """A hostile version of one of the fake's answers, chosen by ``rng``.
+
+    A 200 answer is only ever changed into one with the same value, differently framed, or
+    into one that a client can tell is broken: cut short in its framing, with another
+    status, junk, or nothing.  (Cut short in a body without a length would be undetectable.)
+    """
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.split(b"\r\n")
+    headers = [line for line in header_lines if not line.lower().startswith(b"content-length")]
+    length = b"Content-Length: %d" % len(body)
+
+    def join(status: bytes, lines: list[bytes], payload: bytes) -> bytes:
+        return b"\r\n".join([status, *lines]) + b"\r\n\r\n" + payload
+
+    def chunked() -> bytes:
+        pieces, rest = [], body
+        while rest:
+            size = rng.randint(1, len(rest))
+            extension = b";x=1" if rng.random() < 0.2 else b""
+            pieces.append(b"%x%s\r\n%s\r\n" % (size, extension, rest[:size]))
+            rest = rest[size:]
+        trailer = b"X-Trailer: 1\r\n" if rng.random() < 0.3 else b""
+        return b"".join(pieces) + b"0\r\n" + trailer + b"\r\n"
+
+    def junk_header() -> bytes:
+        name = "".join(rng.choice("abcdefXYZ-") for _ in range(rng.randint(1, 12)))
+        value = bytes(rng.choice(b"az09!#$%&'*+.^_`|~:;\xe9\xff") for _ in range(20))
+        return b"X-" + name.encode() + b": " + value.lstrip(b":;")
+
+    kind = rng.choices(list(MUTATIONS), weights=list(MUTATIONS.values()))[0]
+    if kind == "same":
+        return Mutation(kind, answer, False, False)
+    if kind == "chunked":
+        framed = join(status_line, [*headers, b"Transfer-Encoding: chunked"], chunked())
+        return Mutation(kind, framed, False, False)
+    if kind == "until close":
+        return Mutation(kind, join(status_line, headers, body), True, False)
+    if kind == "connection close":
+        closing = [*headers, length, b"Connection: close"]
+        return Mutation(kind, join(status_line, closing, body), True, False)
+    if kind == "HTTP/1.0":
+        status_10 = status_line.replace(b"HTTP/1.1", b"HTTP/1.0")
+        return Mutation(kind, join(status_10, [*headers, length], body), True, False)
+    if kind == "100 continue first":
+        return Mutation(kind, b"HTTP/1.1 100 Continue\r\n\r\n" + answer, False, False)
+    if kind == "junk headers":
+        extra = [junk_header() for _ in range(rng.randint(1, 30))]
+        return Mutation(kind, join(status_line, [*extra, *headers, length], body), False, False)
+    if kind == "bogus length":
+        # Not a number: the answer runs to the end of the connection.
+        bogus = rng.choice([b"abc", b"-1", b"", b"%d, %d" % (len(body), len(body))])
+        bogus_length = [*headers, b"Content-Length: " + bogus]
+        return Mutation(kind, join(status_line, bogus_length, body), True, False)
+    if kind == "too long a length":
+        longer = b"Content-Length: %d" % (len(body) + rng.randint(1, 5000))
+        return Mutation(kind, join(status_line, [*headers, longer], body), True, False)
+    if kind == "cut":
+        framed = (
+            join(status_line, [*headers, b"Transfer-Encoding: chunked"], chunked())
+            if rng.random() < 0.3
+            else answer
+        )
+        return Mutation(kind, framed[: rng.randrange(len(framed))], True, False)
+    if kind == "error status":
+        status = rng.choice(ERROR_STATUSES)
+        payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        extra = rng.choice(
+            [
+                [b"Content-Length: %d" % len(payload)],
+                [b"Content-Length: %d" % (len(payload) + 9)],
+                [b"Content-Length: 99999999999"],
+                [b"Content-Length: nope"],
+                [b"Transfer-Encoding: chunked"],  # but not chunked: a broken answer
+                [b"Connection: close", b"Location: http://127.0.0.1:9/latest/meta-data/mac"],
+            ]
+        )
+        status_error = b"HTTP/1.1 %d Whatever" % status
+        return Mutation(kind, join(status_error, [*headers, *extra], payload), True, False)
+    if kind == "junk":
+        data = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300)))
+        return Mutation(kind, data, True, False)
+    if kind == "drop":
+        return Mutation(kind, b"", True, False)
+    return Mutation(kind, answer[: rng.randrange(len(answer))], True, True)
+
+
+class ChaosIMDS(FakeIMDS):
+    """A FakeIMDS that, for a share ``rate`` of the requests, replaces its answer with a
+    hostile one made by `mutate` with a ``random.Random(seed)``; ``log`` notes each choice."""
+
+    def __init__(self, seed: int, rate: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.rng = random.Random(seed)
+        self.rate = rate
+        self.log: list[str] = []
+
+    def answer(self, handler: _FakeHandler, method: str) -> None:
+        with self.lock:
+            hostile = self.rng.random() < self.rate
+        if not hostile:
+            super().answer(handler, method)
+            return
+        wire = handler.wfile
+        captured = io.BytesIO()
+        handler.wfile = captured
+        try:
+            super().answer(handler, method)
+        finally:
+            handler.wfile = wire
+        with self.lock:
+            mutation = mutate(self.rng, captured.getvalue())
+            self.log.append(f"{method} {handler.path}: {mutation.kind}")
+        handler.close_connection = mutation.close
+        with contextlib.suppress(OSError):
+            wire.write(mutation.data)
+            if mutation.stall:
+                never_answer(handler)
+
+
+Fake = TypeVar("Fake", bound=FakeIMDS)
+
+
+def started(test: LoopbackTestCase, imds: Fake) -> Fake:
+    """``imds`` serving until the end of ``test`` (LoopbackTestCase.serve for subclasses)."""
+    imds.__enter__()
+    test.addCleanup(imds.__exit__, None, None, None)
+    return imds
+
+
+def leaves(tree: Tree, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    """Every (path, answer body) of the values in ``tree``."""
+    for name, node in tree.items():
+        if isinstance(node, dict):
+            yield from leaves(node, f"{prefix}{name}/")
+        else:
+            yield f"{prefix}{name}", node if isinstance(node, bytes) else node.encode()
 
 
 # Helpers -------------------------------------------------------------------------------
@@ -1441,6 +1815,41 @@ class ErrorTests(LoopbackTestCase):
             self.assertEqual(str(copy), "m")
 
 
+class AnswerReaderTests(unittest.TestCase):
+    """The byte budget and deadline under every answer, whichever way http.client reads."""
+
+    def reader(self, data: bytes, budget: int, seconds: float = 60) -> Any:
+        return ec2_metadata._AnswerReader(io.BufferedReader(io.BytesIO(data)), budget, seconds)
+
+    def test_reads_within_the_budget(self) -> None:
+        reader = self.reader(b"status\r\nbody-bytes", budget=100)
+        self.assertEqual(reader.readline(), b"status\r\n")
+        buffer = bytearray(4)
+        self.assertEqual(reader.readinto(buffer), 4)
+        self.assertEqual(bytes(buffer), b"body")
+        self.assertEqual(reader.read(), b"-bytes")
+        self.assertEqual(reader.peek(1), b"")  # anything else goes to the file itself
+
+    def test_every_way_of_reading_stops_past_the_budget(self) -> None:
+        def readinto(reader: Any) -> object:
+            return reader.readinto(bytearray(64))
+
+        for read in (
+            operator.methodcaller("read"),
+            operator.methodcaller("read", 64),
+            operator.methodcaller("readline"),
+            readinto,
+        ):
+            with self.subTest(read), self.assertRaises(ec2_metadata._AnswerTooLong):
+                read(self.reader(b"x" * 64, budget=10))
+
+    def test_reading_past_the_deadline_times_out(self) -> None:
+        reader = self.reader(b"line\n" * 3, budget=100, seconds=-1)
+        with self.assertRaises(OSError) as caught:
+            reader.readline()
+        self.assertEqual(str(caught.exception), "timed out")
+
+
 class TransportTests(LoopbackTestCase):
     def test_close_and_the_context_manager_close_the_connection(self) -> None:
         imds = self.serve()
@@ -1566,21 +1975,747 @@ class TransportTests(LoopbackTestCase):
         self.assertEqual(output.strip(), "[]")
 
 
-def drop_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
-    """Close the connection without answering."""
-    handler.close_connection = True
+class RetryTests(LoopbackTestCase):
+    """Transient errors are retried after a short jittered pause; others are not."""
+
+    def test_429_and_server_errors_then_success_give_the_value(self) -> None:
+        for statuses in [(429,), (500, 503), (502, 504), (429, 503)]:
+            with self.subTest(statuses):
+                imds = self.serve()
+                imds.inject("GET", MAC_PATH, *[Reply(status, b"busy") for status in statuses])
+                clock = FakeClock()
+                with mock.patch.object(ec2_metadata, "time", clock):
+                    self.assertEqual(imds.client().mac, PRIMARY_MAC)
+                self.assertEqual(imds.count("GET", MAC_PATH), len(statuses) + 1)
+                self.assertEqual(len(clock.slept), len(statuses))
+                self.assertEqual(imds.count("PUT"), 1)
+
+    def test_a_token_request_is_retried_too(self) -> None:
+        imds = self.serve()
+        imds.inject("PUT", TOKEN_PATH, Reply(503), Reply(429))
+        with mock.patch.object(ec2_metadata, "time", FakeClock()):
+            self.assertEqual(imds.client().mac, PRIMARY_MAC)
+        self.assertEqual(imds.count("PUT"), 3)
+
+    def test_the_attempts_follow_the_keyword_and_the_variable(self) -> None:
+        for attempts, variable in [(1, None), (2, None), (5, None), (None, "4"), (2, "6")]:
+            expected = attempts or int(variable or "3")
+            with self.subTest(attempts=attempts, variable=variable):
+                if variable is not None:
+                    os.environ[ATTEMPTS_VARIABLE] = variable
+                imds = self.serve()
+                client = imds.client(attempts=attempts)
+                imds.inject("GET", MAC_PATH, *[Reply(503)] * expected)
+                with mock.patch.object(ec2_metadata, "time", FakeClock()):
+                    with self.assertRaises(EC2MetadataHTTPError) as caught:
+                        client.mac
+                    self.assertEqual(caught.exception.status, 503)
+                    self.assertEqual(imds.count("GET", MAC_PATH), expected)
+                    imds.inject("GET", MAC_PATH, *[Reply(500)] * (expected - 1))
+                    self.assertEqual(client.mac, PRIMARY_MAC)
+                self.assertEqual(imds.count("GET", MAC_PATH), 2 * expected)
+
+    def test_the_pause_is_short_bounded_and_jittered(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", MAC_PATH, *[Reply(503)] * 19)
+        clock = FakeClock()
+        with mock.patch.object(ec2_metadata, "time", clock):
+            self.assertEqual(imds.client(attempts=20).mac, PRIMARY_MAC)
+        self.assertEqual(len(clock.slept), 19)
+        self.assertTrue(0.05 <= clock.slept[0] <= 0.1, clock.slept)
+        self.assertTrue(all(0.05 <= pause <= 1.0 for pause in clock.slept), clock.slept)
+        self.assertGreater(len(set(clock.slept[5:])), 1, "the pause is not jittered")
+
+    def test_client_errors_are_not_retried(self) -> None:
+        for status in (400, 403, 404):
+            with self.subTest(status):
+                imds = self.serve()
+                imds.inject("GET", MAC_PATH, Reply(status, b"no"))
+                clock = FakeClock()
+                with (
+                    mock.patch.object(ec2_metadata, "time", clock),
+                    self.assertRaises(EC2MetadataHTTPError) as caught,
+                ):
+                    imds.client(attempts=5).mac
+                self.assertEqual(caught.exception.status, status)
+                self.assertEqual(type(caught.exception) is EC2MetadataNotFoundError, status == 404)
+                self.assertEqual(imds.count("GET", MAC_PATH), 1)
+                self.assertEqual(clock.slept, [])
+
+    def test_a_401_mid_session_renews_the_token_once_whatever_the_attempts(self) -> None:
+        imds = self.serve()
+        client = imds.client(attempts=5)
+        self.assertEqual(client.instance_id, INSTANCE_ID)
+        imds.inject("GET", MAC_PATH, Reply(401), Reply(401))
+        clock = FakeClock()
+        with (
+            mock.patch.object(ec2_metadata, "time", clock),
+            self.assertRaises(EC2MetadataHTTPError) as caught,
+        ):
+            client.mac
+        self.assertEqual(caught.exception.status, 401)
+        self.assertEqual((imds.count("PUT"), imds.count("GET", MAC_PATH)), (2, 2))
+        self.assertEqual(clock.slept, [])
+        self.assertEqual(client.mac, PRIMARY_MAC)  # with the new token, which still works
+        self.assertEqual(imds.count("PUT"), 2)
 
 
-def answer_until_close(body: bytes) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
-    """An answer with no Content-Length, ended by closing the connection."""
+class BrokenConnectionTests(LoopbackTestCase):
+    """A connection that breaks is replaced; a cut-off answer is never a value."""
 
-    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
-        handler.send_response(200)
-        handler.end_headers()
-        handler.wfile.write(body)
-        handler.close_connection = True
+    def test_a_token_request_dropped_on_a_fresh_connection_is_retried(self) -> None:
+        imds = self.serve()
+        imds.inject("PUT", TOKEN_PATH, drop_connection)
+        clock = FakeClock()
+        with mock.patch.object(ec2_metadata, "time", clock):
+            self.assertEqual(imds.client().mac, PRIMARY_MAC)
+        self.assertEqual((imds.count("PUT"), imds.connections, len(clock.slept)), (2, 2, 1))
 
-    return answer
+    def test_a_read_dropped_on_a_fresh_connection_is_retried(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        closing = Reply(200, INSTANCE_ID.encode(), (("Connection", "close"),))
+        imds.inject("GET", "/latest/meta-data/instance-id", closing)
+        self.assertEqual(client.instance_id, INSTANCE_ID)
+        imds.inject("GET", MAC_PATH, drop_connection)  # the first request of a new connection
+        with mock.patch.object(ec2_metadata, "time", FakeClock()):
+            self.assertEqual(client.mac, PRIMARY_MAC)
+        self.assertEqual((imds.count("GET", MAC_PATH), imds.connections), (2, 3))
+
+    def test_a_drop_on_a_fresh_connection_with_one_attempt_raises(self) -> None:
+        imds = self.serve()
+        imds.inject("PUT", TOKEN_PATH, drop_connection)
+        with self.assertRaises(EC2MetadataConnectionError) as caught:
+            imds.client(attempts=1).mac
+        self.assertEqual(caught.exception.path, "api/token")
+        self.assertIn("the connection failed while waiting for the answer", str(caught.exception))
+        self.assertEqual((imds.count("PUT"), imds.connections), (1, 1))
+
+    def test_an_answer_cut_short_is_retried_on_a_fresh_connection(self) -> None:
+        body = INSTANCE_ID.encode()
+        faults: dict[str, Fault] = {
+            "Content-Length longer than the body": Reply(
+                200, body[:7], (("Content-Length", str(len(body))), ("Connection", "close"))
+            ),
+            "closed in the body": cut_answer(body, -5),
+            "closed in a chunk": cut_answer(body, -12, chunked=True),
+            "closed in the chunk size line": cut_answer(body, -len(body) - 10, chunked=True),
+        }
+        for name, fault in faults.items():
+            with self.subTest(name):
+                imds = started(self, RecordingIMDS())
+                imds.inject("GET", "/latest/meta-data/instance-id", fault)
+                with mock.patch.object(ec2_metadata, "time", FakeClock()):
+                    self.assertEqual(imds.client().instance_id, INSTANCE_ID)
+                ports = [seen.port for seen in imds.seen if seen.path.endswith("instance-id")]
+                self.assertEqual(len(ports), 2)
+                self.assertNotEqual(ports[0], ports[1], "retried on the same connection")
+
+    def test_an_answer_cut_short_on_a_connection_left_open_is_retried(self) -> None:
+        imds = self.serve()
+        short = (("Content-Length", "40"),)  # and the fake waits for the next request
+        imds.inject("GET", "/latest/meta-data/instance-id", Reply(200, b"i-0123", short))
+        client = imds.client(timeout=0.2)
+        with mock.patch.object(ec2_metadata, "time", FakeClock()):
+            self.assertEqual(client.instance_id, INSTANCE_ID)
+        self.assertEqual(imds.count("GET", "/latest/meta-data/instance-id"), 2)
+        self.assertEqual(imds.connections, 2)
+
+    def test_an_answer_cut_off_in_its_headers_is_never_returned(self) -> None:
+        # An answer whose header block never ends (no blank line) is cut short, whatever
+        # headers made it through: it must not be read as an empty answer.
+        status = b"HTTP/1.1 200 OK\r\n"
+        cuts = {
+            "after the status line": status,
+            "status line without a reason": b"HTTP/1.1 200",
+            "in a header name": status + b"Content-Type: text/plain\r\nContent-Le",
+            "in the Content-Length value": status + b"Content-Length: ",
+            "before the blank line": status + b"Content-Type: text/plain\r\n",
+        }
+        for name, cut in cuts.items():
+            for method, path, attribute in [
+                ("GET", "/latest/meta-data/instance-id", "instance_id"),
+                ("PUT", TOKEN_PATH, "instance_id"),
+                ("GET", "/latest/meta-data/security-groups", "security_groups"),
+            ]:
+                with self.subTest(name, method=method, attribute=attribute):
+                    imds = self.serve()
+                    imds.inject(method, path, raw_answer(cut))
+                    with mock.patch.object(ec2_metadata, "time", FakeClock()):
+                        self.assertEqual(getattr(imds.client(), attribute), ATTRIBUTES[attribute])
+                    self.assertEqual(imds.count(method, path), 2)
+
+    def test_a_kept_alive_connection_closed_between_reads_is_replaced_silently(self) -> None:
+        imds = self.serve()
+        client = imds.client(attempts=1)
+        imds.inject(
+            "GET", "/latest/meta-data/instance-id", close_after_answer(INSTANCE_ID.encode())
+        )
+        clock = FakeClock()
+        with mock.patch.object(ec2_metadata, "time", clock):
+            self.assertEqual(client.instance_id, INSTANCE_ID)
+            self.assertEqual(client.mac, PRIMARY_MAC)
+            self.assertEqual(client.ami_id, AMI_ID)
+        self.assertEqual(clock.slept, [])
+        self.assertEqual((imds.count("GET", MAC_PATH), imds.connections), (1, 2))
+        self.assertEqual(imds.count("PUT"), 1)
+
+
+class UnresponsiveServiceTests(LoopbackTestCase):
+    """Nobody home: a bounded wait when nobody answers, none when nobody listens."""
+
+    # The pauses between three attempts add at most 0.1 + 0.2 s.
+    MARGIN = 0.3 + 0.5
+
+    def test_an_endpoint_that_never_answers_raises_within_timeout_times_attempts(self) -> None:
+        for attempts, variable in [(3, None), (None, "2")]:
+            expected = attempts or int(variable or "3")
+            with self.subTest(attempts=attempts, variable=variable), SilentService() as service:
+                os.environ[TIMEOUT_VARIABLE] = "0.1"
+                if variable is not None:
+                    os.environ[ATTEMPTS_VARIABLE] = variable
+                client = EC2Metadata(endpoint=service.url, attempts=attempts)
+                started_at = time.monotonic()
+                with self.assertRaises(EC2MetadataConnectionError) as caught:
+                    client.instance_id
+                elapsed = time.monotonic() - started_at
+                self.assertLess(elapsed, 0.1 * expected + self.MARGIN)
+                self.assertIn("timed out", str(caught.exception))
+                self.assertEqual(service.connections(at_least=expected), expected)
+
+    def test_a_read_that_is_never_answered_raises_within_timeout_times_attempts(self) -> None:
+        imds = self.serve()
+        client = imds.client(timeout=0.1, attempts=3)
+        self.assertEqual(client.instance_id, INSTANCE_ID)
+        imds.inject("GET", MAC_PATH, never_answer, never_answer, never_answer)
+        started_at = time.monotonic()
+        with self.assertRaises(EC2MetadataConnectionError) as caught:
+            client.mac
+        self.assertLess(time.monotonic() - started_at, 0.1 * 3 + self.MARGIN)
+        self.assertEqual(caught.exception.path, "meta-data/mac")
+        self.assertEqual(imds.count("GET", MAC_PATH), 3)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+
+    def test_a_refused_port_raises_at_once_whatever_the_attempts(self) -> None:
+        os.environ[ATTEMPTS_VARIABLE] = "5"
+        for client in (
+            EC2Metadata(endpoint=f"http://127.0.0.1:{closed_port()}", attempts=1000),
+            EC2Metadata(endpoint=f"http://127.0.0.1:{closed_port()}"),
+        ):
+            clock = FakeClock()
+            started_at = time.monotonic()
+            with (
+                mock.patch.object(ec2_metadata, "time", clock),
+                self.assertRaises(EC2MetadataConnectionError) as caught,
+            ):
+                client.instance_id
+            self.assertLess(time.monotonic() - started_at, 0.5)
+            self.assertIn("connection refused", str(caught.exception))
+            self.assertEqual(clock.slept, [])
+
+
+class RedirectAndProxyTests(LoopbackTestCase):
+    """A token or a value never goes to a redirect target or a proxy."""
+
+    def test_a_redirect_is_never_followed(self) -> None:
+        target = self.serve()
+        for method, path, status in [
+            *[("GET", MAC_PATH, status) for status in REDIRECT_STATUSES],
+            ("PUT", TOKEN_PATH, 307),
+            ("PUT", TOKEN_PATH, 308),
+        ]:
+            for location in (target.url + path, "/elsewhere"):
+                with self.subTest(method=method, status=status, location=location):
+                    imds = self.serve()
+                    imds.inject(method, path, Reply(status, b"", (("Location", location),)))
+                    with self.assertRaises(EC2MetadataHTTPError) as caught:
+                        imds.client().mac
+                    self.assertEqual(caught.exception.status, status)
+                    self.assertIn("redirects are never followed", str(caught.exception))
+                    self.assertEqual(imds.count(method, path), 1)
+                    self.assertEqual(imds.count(path="/elsewhere"), 0)
+        self.assertEqual((target.requests, target.connections), ([], 0))
+
+    def test_proxy_variables_are_ignored(self) -> None:
+        proxy = self.serve()  # a proxy would see the requests, absolute URL and all
+        for scheme in ("HTTP", "HTTPS", "ALL"):
+            os.environ[f"{scheme}_PROXY"] = os.environ[f"{scheme.lower()}_proxy"] = proxy.url
+        for name in ("NO_PROXY", "no_proxy"):
+            os.environ.pop(name, None)
+        self.assertEqual(urllib.request.getproxies()["http"], proxy.url)  # urllib would use it
+        imds = self.serve()
+        os.environ[ENDPOINT_VARIABLE] = imds.url
+        for client in (imds.client(), ec2_metadata.ec2_metadata):
+            self.assertEqual(client.instance_id, INSTANCE_ID)
+            self.assertEqual(client.iam_security_credentials, CREDENTIALS)
+        self.assertEqual(imds.count("PUT"), 2)
+        self.assertEqual((proxy.requests, proxy.connections), ([], 0))
+
+
+class HostileAnswerTests(LoopbackTestCase):
+    """Answers too large, not UTF-8, not JSON, or oddly laid out."""
+
+    def test_an_endless_answer_is_refused_quickly_in_bounded_memory(self) -> None:
+        ok = b"HTTP/1.1 200 OK\r\n"
+        chunked = ok + b"Transfer-Encoding: chunked\r\n\r\n"
+        block = b"x" * 65536
+        answers = {
+            "body until close": (ok + b"\r\n", block),
+            "chunked body": (chunked, b"10000\r\n" + block + b"\r\n"),
+            "one chunk of 2**64 - 1 bytes": (chunked + b"ffffffffffffffff\r\n", block),
+            "trailer lines after the last chunk": (
+                chunked + b"13\r\n" + INSTANCE_ID.encode() + b"\r\n0\r\n",
+                b"X-Trailer: " + b"x" * 1000 + b"\r\n",
+            ),
+            "interim 100 Continue answers": (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+            "header lines": (ok, b"X-Header: " + b"x" * 1000 + b"\r\n"),
+            "one header line": (ok + b"X-Header: ", block),
+            "a status line": (b"HTTP/1.1 200 ", block),
+        }
+        for name, (head, unit) in answers.items():
+            with self.subTest(name):
+                imds = self.serve()
+                client = imds.client(attempts=1, timeout=0.5)
+                self.assertEqual(client.mac, PRIMARY_MAC)
+                imds.inject("GET", "/latest/meta-data/instance-id", endless(head, unit))
+                tracemalloc.start()
+                started_at = time.monotonic()
+                try:
+                    with self.assertRaises(EC2MetadataError):
+                        client.instance_id
+                    elapsed = time.monotonic() - started_at
+                    _, peak = tracemalloc.get_traced_memory()
+                finally:
+                    tracemalloc.stop()
+                self.assertLess(elapsed, 1.0, "the error took too long")
+                self.assertLess(peak, 4 * LIMIT, "the answer was read into memory")
+                self.assertEqual(client.ami_id, AMI_ID)
+
+    def test_an_endless_body_names_the_limit(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", "/latest/user-data", endless(b"HTTP/1.1 200 OK\r\n\r\n", b"x" * 65536))
+        with self.assertRaises(EC2MetadataMalformedError) as caught:
+            imds.client().user_data
+        self.assertIn("more than the 1048576-byte limit", str(caught.exception))
+        self.assertEqual(caught.exception.path, "user-data")
+
+    def test_text_that_is_not_utf8_is_malformed_and_names_the_path(self) -> None:
+        interface = f"meta-data/network/interfaces/macs/{PRIMARY_MAC}"
+
+        def primary(client: EC2Metadata) -> Any:
+            return client.network_interfaces[PRIMARY_MAC]
+
+        cases: dict[str, tuple[str, Callable[[EC2Metadata], object]]] = {
+            name: (f"meta-data/{leaf}", operator.attrgetter(name))
+            for name, leaf in [
+                ("ami_id", "ami-id"),
+                ("availability_zone", "placement/availability-zone"),
+                ("availability_zone_id", "placement/availability-zone-id"),
+                ("instance_action", "instance-action"),
+                ("instance_id", "instance-id"),
+                ("instance_type", "instance-type"),
+                ("kernel_id", "kernel-id"),
+                ("mac", "mac"),
+                ("private_ipv4", "local-ipv4"),
+                ("public_hostname", "public-hostname"),
+                ("public_ipv4", "public-ipv4"),
+                ("security_groups", "security-groups"),
+                ("network_interfaces", "network/interfaces/macs/"),
+                ("tags", "tags/instance/"),
+                ("public_keys", "public-keys/"),
+                ("iam_security_credentials", "iam/security-credentials/"),
+            ]
+        }
+        cases.update(
+            {
+                "interface.subnet_id": (
+                    f"{interface}/subnet-id",
+                    lambda client: primary(client).subnet_id,
+                ),
+                "interface.public_hostname": (
+                    f"{interface}/public-hostname",
+                    lambda client: primary(client).public_hostname,
+                ),
+                "interface.ipv6s": (f"{interface}/ipv6s", lambda client: primary(client).ipv6s),
+                "tags[Name]": ("meta-data/tags/instance/Name", lambda client: client.tags["Name"]),
+                "openssh_key": (
+                    "meta-data/public-keys/0/openssh-key",
+                    lambda client: client.public_keys["web-key"].openssh_key,
+                ),
+                "fetch": ("meta-data/ami-id", lambda client: client.fetch("meta-data/ami-id")),
+            }
+        )
+        for name, (path, read) in cases.items():
+            with self.subTest(name):
+                imds = self.serve()
+                imds.inject("GET", f"/latest/{path}", Reply(200, b"caf\xe9 \xff\xfe"))
+                with self.assertRaises(EC2MetadataMalformedError) as caught:
+                    read(imds.client())
+                self.assertEqual(caught.exception.path, path)
+                self.assertIn(f"GET {path} is not UTF-8", str(caught.exception))
+        imds = self.serve()
+        imds.put("user-data", b"caf\xe9 \xff\xfe")
+        self.assertEqual(imds.client().user_data, b"caf\xe9 \xff\xfe")  # bytes: any will do
+
+    def test_json_that_is_not_json_is_malformed_and_names_the_path(self) -> None:
+        cases = {
+            "iam_info": "meta-data/iam/info",
+            "instance_profile_arn": "meta-data/iam/info",
+            "iam_security_credentials": f"meta-data/iam/security-credentials/{ROLE_NAME}",
+            "instance_identity_document": "dynamic/instance-identity/document",
+            "region": "dynamic/instance-identity/document",
+            "account_id": "dynamic/instance-identity/document",
+            "spot_instance_action": "meta-data/spot/instance-action",
+            "rebalance_recommendation": "meta-data/events/recommendations/rebalance",
+            "scheduled_events": "meta-data/events/maintenance/scheduled",
+        }
+        for body in (b"not json", b'{"accountId": "1"', b"<html>busy</html>", b"\xff{}"):
+            for name, path in cases.items():
+                with self.subTest(name, body=body):
+                    imds = self.serve()
+                    imds.put(path, body)
+                    with self.assertRaises(EC2MetadataMalformedError) as caught:
+                        getattr(imds.client(), name)
+                    self.assertEqual(caught.exception.path, path)
+                    self.assertIn(f"GET {path} ", str(caught.exception))
+
+    def test_listings_with_blank_lines_crlf_and_padding(self) -> None:
+        imds = self.serve()
+        tree: Any = imds.tree
+        macs = tree["meta-data"]["network"]["interfaces"]["macs"]
+        listing = f"\r\n{PRIMARY_MAC}/  \r\n\r\n\t{SECONDARY_MAC}/\t\r\n \r\n"
+        tree["meta-data"]["network"]["interfaces"]["macs"] = Directory(macs, listing)
+        imds.put("meta-data/security-groups", "web \r\n\r\n ssh-access\t\r\n")
+        imds.put(f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/security-groups", "\r\nweb\r\n")
+        imds.put(
+            f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/local-ipv4s",
+            "172.31.16.25 \r\n\r\n172.31.16.99\r\n",
+        )
+        tags = tree["meta-data"]["tags"]["instance"]
+        tree["meta-data"]["tags"]["instance"] = Directory(tags, "Name\r\n\r\n Environment \r\n")
+        keys = tree["meta-data"]["public-keys"]
+        tree["meta-data"]["public-keys"] = Directory(keys, "\r\n0=web-key \r\n\r\n")
+        roles = tree["meta-data"]["iam"]["security-credentials"]
+        tree["meta-data"]["iam"]["security-credentials"] = Directory(
+            roles, f"\r\n{ROLE_NAME} \r\n\r\n"
+        )
+        client = imds.client()
+        self.assertEqual(list(client.network_interfaces), [PRIMARY_MAC, SECONDARY_MAC])
+        primary = client.network_interfaces[PRIMARY_MAC]
+        self.assertEqual(primary.subnet_id, "subnet-00a1b2c3d4e5f6789")
+        self.assertEqual(primary.security_groups, ["web"])
+        self.assertEqual(primary.private_ipv4s, ["172.31.16.25", "172.31.16.99"])
+        self.assertEqual(client.security_groups, ["web", "ssh-access"])
+        self.assertEqual(list(client.tags), ["Name", "Environment"])
+        self.assertEqual(dict(client.tags), {"Name": "web-1", "Environment": "production"})
+        self.assertEqual(client.public_keys, {"web-key": PublicKey(0, client)})
+        self.assertEqual(client.public_keys["web-key"].openssh_key, SSH_KEY)
+        self.assertEqual(client.iam_security_credentials, CREDENTIALS)
+
+
+THREADS = 32
+
+THREAD_READS: dict[str, Callable[[EC2Metadata], object]] = {
+    **{name: operator.attrgetter(name) for name in ATTRIBUTES},
+    "subnet_id": lambda client: client.network_interfaces[PRIMARY_MAC].subnet_id,
+    "tags[Name]": lambda client: client.tags["Name"],
+    "openssh_key": lambda client: client.public_keys["web-key"].openssh_key,
+}
+THREAD_VALUES: dict[str, object] = {
+    **ATTRIBUTES,
+    "subnet_id": "subnet-00a1b2c3d4e5f6789",
+    "tags[Name]": "web-1",
+    "openssh_key": SSH_KEY,
+}
+
+
+class ConcurrencyTests(LoopbackTestCase):
+    """Threads share one token and take turns on one connection; a fork gets its own."""
+
+    def read_in_threads(self, client: EC2Metadata, imds: RecordingIMDS) -> None:
+        for round_number in range(3):
+            before = len(imds.seen)
+            results = self.read_round(client, round_number)
+            for result in results:
+                self.assertEqual(result, THREAD_VALUES)
+            seen = imds.seen[before:]
+            self.assertGreater(len(seen), len(THREAD_READS))
+            self.assertEqual([request.method for request in seen].count("PUT"), 1)
+            self.assertEqual(len({request.port for request in seen}), 1)
+            self.assertEqual([request for request in seen if request.interleaved], [])
+            client.clear_all()
+
+    def read_round(self, client: EC2Metadata, round_number: int) -> list[dict[str, object]]:
+        """What each of THREADS threads read, started together, each in its own order."""
+        barrier = threading.Barrier(THREADS)
+        results: list[dict[str, object]] = [{} for _ in range(THREADS)]
+        failures: list[BaseException] = []
+
+        def read(index: int) -> None:
+            names = list(THREAD_READS)
+            random.Random(round_number * THREADS + index).shuffle(names)
+            try:
+                barrier.wait(timeout=10)
+                for name in names:
+                    results[index][name] = THREAD_READS[name](client)
+            except BaseException as error:  # pragma: no cover - reported below
+                failures.append(error)
+
+        threads = [threading.Thread(target=read, args=(index,)) for index in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        self.assertEqual(failures, [])
+        return results
+
+    def test_32_threads_share_one_client(self) -> None:
+        imds = started(self, RecordingIMDS())
+        imds.delay = 0.001
+        self.read_in_threads(imds.client(), imds)
+
+    def test_32_threads_share_the_module_client(self) -> None:
+        imds = started(self, RecordingIMDS())
+        imds.delay = 0.001
+        os.environ[ENDPOINT_VARIABLE] = imds.url
+        ec2_metadata.ec2_metadata.clear_all()
+        self.read_in_threads(ec2_metadata.ec2_metadata, imds)
+
+    def test_the_fake_catches_interleaved_requests(self) -> None:
+        # The proof above holds only if the fake sees a request sent before the last answer.
+        imds = started(self, RecordingIMDS())
+        imds.delay = 0.05
+        with socket.create_connection(("127.0.0.1", imds.server.server_address[1])) as sock:
+            request = f"PUT {TOKEN_PATH} HTTP/1.1\r\nHost: x\r\n{TTL_HEADER}: 60\r\n\r\n"
+            sock.sendall(request.encode() * 2)
+            sock.settimeout(5)
+            received = b""
+            while received.count(b"HTTP/1.1 200") < 2:
+                received += sock.recv(4096)
+        self.assertEqual([seen.interleaved for seen in imds.seen], [True, False])
+
+    def test_a_forked_child_reads_over_its_own_connection_while_the_parent_reads(self) -> None:
+        if not hasattr(os, "fork"):  # pragma: no cover - Windows
+            self.skipTest("no fork on this platform")
+        imds = started(self, RecordingIMDS())
+        imds.delay = 0.002
+        client = imds.client()
+        self.assertEqual(client.instance_id, INSTANCE_ID)
+        connection = client._transport._connection
+        assert connection is not None and connection.sock is not None
+        parent_port = connection.sock.getsockname()[1]
+        go_read, go_write = os.pipe()
+        out_read, out_write = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the fake's threads
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            self.read_in_the_child(client, go_read, out_write)
+        os.close(out_write)
+        os.write(go_write, b"!")
+        parent_values = [client.instance_action for _ in range(20)]
+        with os.fdopen(out_read) as pipe:
+            report = json.loads(pipe.read())
+        _, status = os.waitpid(pid, 0)
+        os.close(go_read)
+        os.close(go_write)
+        self.assertEqual(status, 0)
+        self.assertEqual(report.get("values"), ["none"] * 20 + [AMI_ID], report)
+        self.assertEqual(parent_values, ["none"] * 20)
+        self.assertEqual(client.instance_type, "t3.micro")
+        connection = client._transport._connection
+        assert connection is not None and connection.sock is not None
+        self.assertEqual(connection.sock.getsockname()[1], parent_port)
+        child_port = report["port"]
+        self.assertNotIn(child_port, (0, parent_port))
+        ports = [seen.port for seen in imds.seen]
+        self.assertEqual(set(ports), {parent_port, child_port})
+        self.assertEqual(ports.count(child_port), 21)
+        self.assertEqual(ports.count(parent_port), 23)  # PUT, instance_id, 20 reads, the last
+        self.assertEqual(imds.count("PUT"), 1)
+        self.assertEqual([seen for seen in imds.seen if seen.interleaved], [])
+
+    @staticmethod
+    def read_in_the_child(client: EC2Metadata, go: int, out: int) -> NoReturn:  # pragma: no cover
+        """Once told to go, read 21 values and report them and the port they came from."""
+        try:
+            os.read(go, 1)
+            values = [client.instance_action for _ in range(20)] + [client.ami_id]
+            connection = client._transport._connection
+            port = connection.sock.getsockname()[1] if connection and connection.sock else 0
+            result = {"values": values, "port": port}
+        except BaseException as error:
+            result = {"error": repr(error)}
+        try:
+            os.write(out, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+
+
+class TokenLifetimeTests(LoopbackTestCase):
+    def test_no_request_carries_a_token_the_client_knew_had_expired(self) -> None:
+        for ttl, steps in [
+            (10, [0.5] * 40 + [9.0, 0.01, 8.99, 0.01, 10.0, 0.001, 100.0, 8.999, 0.002]),
+            (1, [0.3] * 30 + [0.9, 0.1, 1.0, 0.5, 0.4]),
+        ]:
+            with self.subTest(ttl=ttl):
+                clock = FakeClock()
+                imds = started(self, RecordingIMDS(clock=clock))
+                with mock.patch.object(ec2_metadata, "time", clock):
+                    client = imds.client(token_ttl=ttl)
+                    for step in steps:
+                        self.assertEqual(client.instance_action, "none")
+                        clock.now += step
+                self.assertEqual([seen for seen in imds.seen if seen.stale_token], [])
+                gets = [seen for seen in imds.seen if seen.method == "GET"]
+                self.assertEqual(len(gets), len(steps), "a request was answered 401")
+                self.assertGreater(imds.count("PUT"), 4)
+                puts = [request for request in imds.requests if request.method == "PUT"]
+                self.assertEqual({put.headers[TTL_HEADER.lower()] for put in puts}, {str(ttl)})
+
+    def test_changing_the_wall_clock_changes_nothing(self) -> None:
+        imds = started(self, RecordingIMDS())
+        client = imds.client(token_ttl=3600)
+        self.assertEqual(client.instance_action, "none")
+        now = time.time()
+        for jump in (3 * 86400, -3 * 86400, 400 * 86400, -1e9):
+            with mock.patch("time.time", return_value=now + jump):
+                self.assertEqual(client.instance_action, "none")
+                self.assertEqual(client.instance_id, INSTANCE_ID)
+                del client.instance_id
+        self.assertEqual(imds.count("PUT"), 1)
+        self.assertEqual([seen for seen in imds.seen if seen.stale_token], [])
+        self.assertEqual(len({seen.token for seen in imds.seen if seen.method == "GET"}), 1)
+
+
+class SecretTests(LoopbackTestCase):
+    def test_secrets_never_show_in_errors_reprs_or_logs(self) -> None:
+        imds = self.serve()
+        client = imds.client(attempts=2)
+        credentials_path = f"/latest/meta-data/iam/security-credentials/{ROLE_NAME}"
+        secret_json = json.dumps(CREDENTIALS).encode()
+        missing = dict(CREDENTIALS)
+        del missing["Expiration"]
+        cut_short = (("Content-Length", "9999"), ("Connection", "close"))
+        failures: list[tuple[str, Fault]] = [
+            ("a server error echoing the secrets", Reply(500, secret_json)),
+            ("credentials lacking a key", Reply(200, json.dumps(missing).encode())),
+            ("credentials that are not JSON", Reply(200, secret_json[:-9])),
+            ("credentials that are not UTF-8", Reply(200, secret_json + b"\xff")),
+            ("credentials cut short", Reply(200, secret_json, cut_short)),
+            ("credentials over 1 MiB", Reply(200, secret_json * (LIMIT // len(secret_json) + 1))),
+            ("credentials without end", endless(b"HTTP/1.1 200 OK\r\n\r\n", secret_json)),
+            ("401 twice", Reply(401, secret_json)),
+            ("a redirect", Reply(307, secret_json, (("Location", "http://127.0.0.1:9/x"),))),
+        ]
+        errors: list[BaseException] = []
+        with (
+            self.assertLogs(level="DEBUG") as logs,
+            mock.patch.object(ec2_metadata, "time", FakeClock()),
+        ):
+            self.assertEqual(client.iam_security_credentials, CREDENTIALS)
+            for _, fault in failures:
+                vars(client).pop("iam_security_credentials", None)
+                imds.inject("GET", credentials_path, fault, fault)
+                try:
+                    client.iam_security_credentials
+                except EC2MetadataError as error:
+                    errors.append(error)
+                imds.faults.clear()
+            imds.inject("PUT", TOKEN_PATH, Reply(503, secret_json), Reply(503, secret_json))
+            client.clear_all()
+            with self.assertRaises(EC2MetadataHTTPError) as caught:
+                client.instance_id
+            errors.append(caught.exception)
+            logging.getLogger("ec2_metadata").debug("the capture works")
+        self.assertEqual(len(errors), len(failures) + 1, [str(error) for error in errors])
+        self.assertTrue(any("attempt 1 of 2 failed" in line for line in logs.output))
+        secrets = {
+            *{
+                request.headers[TOKEN_HEADER.lower()]
+                for request in imds.requests
+                if request.method == "GET"
+            },
+            CREDENTIALS["SecretAccessKey"],
+            CREDENTIALS["Token"],
+        }
+        texts = [*logs.output, repr(client), repr(client.tags)]
+        texts += [repr(client.network_interfaces), repr(client.public_keys)]
+        for failure in errors:
+            texts += [str(failure), repr(failure), repr(vars(failure))]
+            texts += traceback.format_exception(type(failure), failure, failure.__traceback__)
+        for secret in secrets:
+            for piece in (secret, secret[:12], secret[-12:]):
+                for text in texts:
+                    self.assertNotIn(piece, text)
+
+
+def fresh(client: EC2Metadata, name: str, *derived_from: str) -> Callable[[], object]:
+    """Reads attribute ``name`` of ``client`` anew (forgetting it and what it derives from)."""
+
+    def read() -> object:
+        for cached in (name, *derived_from):
+            vars(client).pop(cached, None)
+        value = getattr(client, name)
+        if name == "network_interfaces":
+            return list(value)
+        return dict(value) if name == "tags" else value
+
+    return read
+
+
+class FuzzTests(LoopbackTestCase):
+    SEED = 20261127
+
+    def test_hostile_answers_give_right_values_or_ec2_metadata_errors(self) -> None:
+        imds = started(self, ChaosIMDS(self.SEED, rate=0.4))
+        client = imds.client(timeout=0.2, attempts=3)
+        # Only values that must exist: for an optional one, a hostile 404 rightly gives None.
+        reads: list[tuple[str, object, Callable[[], object]]] = [
+            (path, body, functools.partial(client.fetch_bytes, path))
+            for path, body in sorted(leaves(imds.tree))
+        ]
+        for name, expected in {
+            "instance_id": INSTANCE_ID,
+            "ami_launch_index": 0,
+            "security_groups": ["web", "ssh-access"],
+            "instance_identity_document": IDENTITY_DOCUMENT,
+            "network_interfaces": [PRIMARY_MAC, SECONDARY_MAC],
+            "tags": {"Name": "web-1", "Environment": "production"},
+        }.items():
+            reads.append((name, expected, fresh(client, name)))
+        reads.append(("region", "eu-west-1", fresh(client, "region", "instance_identity_document")))
+        rng = random.Random(self.SEED)
+        clock = FakeClock()
+        outcomes = {"right": 0, "error": 0}
+        started_at = time.monotonic()
+        with mock.patch.object(ec2_metadata, "time", clock):
+            for operation in itertools.count():  # pragma: no branch - left by break
+                if imds.count() >= 800:
+                    break
+                what, expected, read = rng.choice(reads)
+                if rng.random() < 0.05:
+                    client.clear_all()
+                context = f"seed {self.SEED}, operation {operation}, {what}; {imds.log[-3:]}"
+                begun = time.monotonic()
+                try:
+                    value = read()
+                except EC2MetadataError:
+                    outcomes["error"] += 1
+                except BaseException as error:  # pragma: no cover - the failure to report
+                    self.fail(f"{context}: raised {error!r}")
+                else:
+                    self.assertEqual(value, expected, context)
+                    outcomes["right"] += 1
+                # At most 3 attempts, each of a PUT, a GET, and both again after a 401.
+                self.assertLess(time.monotonic() - begun, 3 * 4 * 0.2 + 1, context)
+        self.assertLess(time.monotonic() - started_at, 20)
+        self.assertTrue(all(pause <= 0.2 for pause in clock.slept), clock.slept)
+        self.assertGreater(outcomes["right"], 100, outcomes)
+        self.assertGreater(outcomes["error"], 0, outcomes)
+        kinds = [entry.rsplit(": ", 1)[1] for entry in imds.log]
+        self.assertEqual(set(kinds), set(MUTATIONS))
+        self.assertGreater(len(kinds) - kinds.count("same"), 200)
 
 
 def expected_tree(node: Tree) -> dict[str, object]:
