@@ -1538,12 +1538,11 @@ class FakeClock:
 class ConfigurationTests(LoopbackTestCase):
     def test_the_default_endpoints(self) -> None:
         # Only the URL is checked: nothing connects to the real service.
-        self.assertEqual(EC2Metadata().service_url, "http://169.254.169.254/latest/")
+        expected_ipv4 = "http://169.254.169.254/latest/"  # expected URL, never connected to
+        self.assertEqual(EC2Metadata().service_url, expected_ipv4)
         os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"] = "IPv6"
         self.assertEqual(EC2Metadata().service_url, "http://[fd00:ec2::254]/latest/")
-        self.assertEqual(
-            EC2Metadata(endpoint_mode="ipv4").service_url, "http://169.254.169.254/latest/"
-        )
+        self.assertEqual(EC2Metadata(endpoint_mode="ipv4").service_url, expected_ipv4)
 
     def test_the_endpoint_variable_with_or_without_a_trailing_slash(self) -> None:
         imds = self.serve()
