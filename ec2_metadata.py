@@ -389,10 +389,11 @@ class _AnswerTooLong(Exception):
 
 
 class _AnswerReader:
-    """The socket file under one answer, with a byte budget and a deadline.
+    """The socket file under one answer, whose lines have a byte budget and a deadline.
 
-    http.client reads status lines, headers, ``100 Continue`` answers and chunk trailers
-    for as long as the server sends them; this bounds all of it, not just the body.
+    http.client reads status lines, headers, ``100 Continue`` answers, chunk sizes and
+    trailers line by line, for as long as the server sends them.  The body it reads by
+    size, and `_Transport` asks for no more than the limit.
     """
 
     def __init__(self, file: Any, budget: int, seconds: float) -> None:
@@ -400,33 +401,18 @@ class _AnswerReader:
         self._left = budget
         self._deadline = time.monotonic() + seconds
 
-    def _spend(self, count: int) -> None:
-        self._left -= count
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self._file.readline(limit)
+        self._left -= len(line)
         if self._left < 0:
             raise _AnswerTooLong
         if time.monotonic() > self._deadline:
             from socket import timeout
 
             raise timeout("timed out")
-
-    def readline(self, limit: int = -1) -> bytes:
-        line: bytes = self._file.readline(limit)
-        self._spend(len(line))
         return line
 
-    def read(self, amount: int | None = None) -> bytes:
-        if amount is None or not 0 <= amount <= self._left:
-            amount = self._left + 1
-        data: bytes = self._file.read(amount)
-        self._spend(len(data))
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        count: int = self._file.readinto(memoryview(buffer)[: self._left + 1])
-        self._spend(count)
-        return count
-
-    def __getattr__(self, name: str) -> Any:  # close, flush, fileno, peek, read1
+    def __getattr__(self, name: str) -> Any:  # read, readinto, close...: the file's own
         return getattr(self._file, name)
 
 
