@@ -2834,6 +2834,28 @@ class CommandLineTests(LoopbackTestCase):
             self.assertEqual(document["instance_identity_document"], IDENTITY_DOCUMENT)
             self.assertNotIn("errors", document)
 
+    def test_the_dump_and_the_tree_against_the_mock(self) -> None:
+        mock_imds = self.serve(mock_quirks=True)
+        for path in (  # what amazon-ec2-metadata-mock does not serve
+            "meta-data/ipv6",
+            "dynamic/instance-identity/rsa2048",
+            f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/ipv4-prefix",
+            f"meta-data/network/interfaces/macs/{PRIMARY_MAC}/ipv6-prefix",
+        ):
+            mock_imds.remove(path)
+        status, out, err = self.imds("--endpoint", mock_imds.url)
+        document = json.loads(out)
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(document["public_keys"], {"0": {"index": 0, "openssh_key": SSH_KEY}})
+        self.assertIsNone(document["ipv6"])
+        self.assertEqual(document["network_interfaces"][PRIMARY_MAC]["ipv6_prefix"], [])
+        self.assertEqual(list(document["errors"]), ["instance_identity_rsa2048"])
+        status, out, _ = self.imds("--endpoint", mock_imds.url, "tree")
+        tree = json.loads(out)
+        self.assertEqual(status, 0)
+        self.assertEqual(list(tree["iam"]), ["info", "security-credentials"])
+        self.assertEqual(tree["public-keys"]["0"]["openssh-key"], SSH_KEY)
+
     def test_user_data_that_is_not_text_is_base64(self) -> None:
         self.fake.put("user-data", b"\x1f\x8b\x08\x00gzip")
         document = json.loads(self.imds()[1])
