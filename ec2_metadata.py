@@ -227,7 +227,7 @@ _TOKEN_HEADER = "X-aws-ec2-metadata-token"
 _TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 _TOKEN_PATH = "api/token"
 _MAX_BODY = 1024 * 1024
-_MAX_ANSWER = _MAX_BODY + 64 * 1024  # the body, and room for headers
+_MAX_LINES = _MAX_BODY + 64 * 1024  # status, header, chunk-size and trailer lines of an answer
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 _ENDPOINT_VARIABLE = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 _HOP_LIMIT_FIX = (
@@ -385,7 +385,7 @@ class _Retryable(Exception):
 
 
 class _AnswerTooLong(Exception):
-    """An answer went past its byte budget, counting headers, trailers and interim answers."""
+    """An answer's lines (headers, trailers, interim answers) went past their byte budget."""
 
 
 class _AnswerReader:
@@ -425,7 +425,7 @@ def _response_class() -> type[http.client.HTTPResponse]:
         def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
             super().__init__(sock, *args, **kwargs)
             seconds = sock.gettimeout() or _DEFAULT_TIMEOUT
-            self.fp = cast("Any", _AnswerReader(self.fp, _MAX_ANSWER, seconds))
+            self.fp = cast("Any", _AnswerReader(self.fp, _MAX_LINES, seconds))
 
     return Answer
 
@@ -592,7 +592,9 @@ class _Transport:
             except _AnswerTooLong:
                 self._close()
                 raise EC2MetadataMalformedError(
-                    f"{method} {path} answered more than the {_MAX_ANSWER}-byte limit", path
+                    f"{method} {path} answered with more than {_MAX_LINES} bytes of status, "
+                    "header and chunk lines",
+                    path,
                 ) from None
             except (OSError, HTTPException) as error:
                 self._close()
@@ -1354,7 +1356,7 @@ def _snapshot(node: _Node, errors: dict[str, str], where: str = "") -> dict[str,
 def _usage(names: list[str]) -> str:
     return (
         "metadata names (snake_case or kebab-case):\n  "
-        + "\n  ".join(name for name in names)
+        + "\n  ".join(names)
         + "\n\nA NAME containing '/' is read as a raw path, e.g. meta-data/placement/host-id."
     )
 

@@ -969,9 +969,7 @@ class LoopbackTestCase(unittest.TestCase):
         self.assertEqual(GUARD_VIOLATIONS, [], "a test connected to a non-loopback address")
 
     def serve(self, tree: Tree | None = None, **options: Any) -> FakeIMDS:
-        imds = FakeIMDS(tree, **options).__enter__()
-        self.addCleanup(imds.__exit__, None, None, None)
-        return imds
+        return started(self, FakeIMDS(tree, **options))
 
 
 def closed_port() -> int:
@@ -979,15 +977,6 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def silent_listener() -> Iterator[str]:
-    """A loopback endpoint that accepts connections and never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 # Tests ---------------------------------------------------------------------------------
@@ -1698,7 +1687,8 @@ class ErrorTests(LoopbackTestCase):
         self.assertEqual(caught.exception.path, "api/token")
 
     def test_a_token_request_that_times_out_gives_the_container_fix(self) -> None:
-        with silent_listener() as endpoint:
+        with SilentService() as service:
+            endpoint = service.url
             client = EC2Metadata(endpoint=endpoint, timeout=0.1, attempts=2)
             started = time.monotonic()
             with self.assertRaises(EC2MetadataConnectionError) as caught:
