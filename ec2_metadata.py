@@ -50,6 +50,7 @@ else:
 
 
 __all__ = [
+    "Check",
     "EC2Metadata",
     "EC2MetadataConfigError",
     "EC2MetadataConnectionError",
@@ -68,6 +69,7 @@ __all__ = [
     "RebalanceRecommendation",
     "ScheduledEventDict",
     "SpotInstanceAction",
+    "diagnose",
     "ec2_metadata",
     "main",
 ]
@@ -1292,6 +1294,658 @@ class MetadataTree(Mapping[str, "MetadataTree | str"]):
 ec2_metadata = EC2Metadata()
 
 
+# Doctor: why metadata fails here, and the fix -----------------------------------------
+
+_OK, _WARN, _FAIL, _SKIPPED = "ok", "warn", "fail", "skipped"
+_DOCTOR_MAX_WAIT = 2.0  # seconds for any one probe, whatever timeout is configured
+_DOCTOR_TOKEN_TTL = "60"  # the probe's token is thrown away at once
+_CLOCK_TOLERANCE = 300.0  # seconds: AWS refuses most requests signed 5 minutes off its clock
+_PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_CONTAINER_WORDS = ("docker", "kubepods", "containerd", "libpod", "lxc")
+_MODIFY_OPTIONS = "aws ec2 modify-instance-metadata-options --instance-id ID "
+_NO_SERVICE_FIX = (
+    "off EC2 there is no metadata service: set AWS_EC2_METADATA_DISABLED=true so that AWS "
+    "tools stop waiting for it, or point AWS_EC2_METADATA_SERVICE_ENDPOINT at a mock; on EC2, "
+    "look for a firewall rule that drops it (iptables -S OUTPUT)"
+)
+_CLOCK_FIX = (
+    "sync the clock: on EC2, chrony with the Amazon Time Sync Service (169.254.169.123), "
+    "then sudo chronyc makestep"
+)
+
+
+class Check(_Record):
+    """One finding of `diagnose`.
+
+    ``status`` is ``"ok"``, ``"warn"``, ``"fail"`` or ``"skipped"``; ``finding`` is one
+    line; ``fix`` is the command or setting that cures a warning or a failure, else None.
+    """
+
+    __slots__ = ("name", "status", "finding", "fix")  # noqa: RUF023 - the order shown
+
+    def __init__(self, name: str, status: str, finding: str, fix: str | None = None) -> None:
+        self.name = name
+        self.status = status
+        self.finding = finding
+        self.fix = fix
+
+
+class _Probe(_Record):
+    """What one bounded probe of the service gave: an HTTP status, or the problem."""
+
+    __slots__ = ("date", "problem", "seconds", "status")
+
+    def __init__(
+        self, status: int | None, problem: str, seconds: float, date: datetime | None = None
+    ) -> None:
+        self.status = status
+        self.problem = problem  # "timed out", "connection refused"... ("" with a status)
+        self.seconds = seconds
+        self.date = date  # the answer's Date header: the service's clock
+
+    def answered(self) -> bool:
+        return self.status is not None
+
+
+class _Skip(Exception):
+    """A check that cannot run, and why."""
+
+
+def _problem(error: BaseException) -> str:
+    import errno
+    import socket
+
+    if isinstance(error, socket.timeout):
+        return "timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "network unreachable"
+    return str(error) or type(error).__name__
+
+
+def _connect_probe(host: str, port: int, wait: float) -> _Probe:
+    """Open and close one TCP connection: status 0 when it opened, else the problem."""
+    import socket
+
+    started = time.monotonic()
+    try:
+        socket.create_connection((host, port), timeout=wait).close()
+    except OSError as error:
+        return _Probe(None, _problem(error), time.monotonic() - started)
+    return _Probe(0, "", time.monotonic() - started)
+
+
+def _host_and_port(url: str) -> tuple[str, int, str]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or 80, parts.path.rstrip("/")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _read_file(root: str, path: str) -> str | None:
+    """The text of the file at ``path`` below ``root``, stripped; None when unreadable."""
+    try:
+        with open(os.path.join(root, path), encoding="utf-8", errors="replace") as file:
+            return file.read(65536).strip()
+    except OSError:
+        return None
+
+
+def _dmi(root: str) -> dict[str, str]:
+    """The DMI values any user may read, by name, as far as they exist."""
+    values = {}
+    for name in ("sys_vendor", "board_vendor", "bios_vendor", "bios_version", "product_name"):
+        value = _read_file(root, f"sys/class/dmi/id/{name}")
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def _container_markers(root: str) -> list[str]:
+    """What says this process runs in a container: marker files, or its cgroups' names."""
+    markers = [
+        f"/{path}"
+        for path in (".dockerenv", "run/.containerenv")
+        if os.path.exists(os.path.join(root, path))
+    ]
+    for path in ("proc/1/cgroup", "proc/self/cgroup"):
+        text = (_read_file(root, path) or "").lower()
+        words = [word for word in _CONTAINER_WORDS if word in text]
+        if words:
+            markers.append(f"/{path} names {words[0]}")
+            break
+    return markers
+
+
+def _no_proxy_covers(entries: list[str], host: str) -> bool:
+    """Whether a NO_PROXY list (names, domains, addresses, CIDR blocks, ``*``) covers host."""
+    import ipaddress
+
+    for entry in entries:
+        name = entry.strip().strip("[]").lower().lstrip("*").lstrip(".")
+        if entry.strip() == "*" or name == host.lower() or host.lower().endswith("." + name):
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _public_credential_fields(text: str) -> dict[str, str]:
+    """The fields of a credentials answer that are not secret; the keys are never kept."""
+    document = _json_object(text)
+    return {
+        key: str(document[key]) for key in ("Code", "LastUpdated", "Expiration") if key in document
+    }
+
+
+class _Doctor:
+    """One run of the checks of `diagnose`, in order, each bounded in time."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        root: str,
+        ipv6_endpoint: str,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.options = options
+        self.root = root
+        self.ipv6_endpoint = ipv6_endpoint
+        self.now = now
+        self.settings: _Settings | None = None
+        self.mode = "ipv4"
+        self.wait = _DOCTOR_MAX_WAIT
+        self.dmi: dict[str, str] = {}
+        self.on_ec2 = False
+        self.connected: _Probe | None = None
+        self.token: _Probe | None = None
+        self.tokenless: _Probe | None = None
+        self.client: EC2Metadata | None = None
+        self.no_client = "the settings are invalid (see settings)"
+        self.stalled = ""
+        self.credential_times: dict[str, datetime] = {}
+
+    def run(self) -> list[Check]:
+        settings = self.check_settings()
+        proxy = self.check_proxy()
+        ec2 = self.check_ec2()
+        markers = _container_markers(self.root)
+        connect = self.check_connect()
+        token = self.check_token(markers)
+        imdsv1 = self.check_imdsv1()
+        container = self.check_container(markers)
+        tags = self.with_client("tags", self.check_tags)
+        iam = self.with_client("iam-role", self.check_iam)
+        ipv6 = self.check_ipv6()
+        clock = self.check_clock()
+        if self.client is not None:
+            self.client.close()
+        return [settings, proxy, ec2, container, connect, token, imdsv1, tags, iam, ipv6, clock]
+
+    # Settings
+
+    def check_settings(self) -> Check:
+        try:
+            settings = _resolve_settings(self.options)
+        except EC2MetadataConfigError as error:
+            return Check("settings", _FAIL, str(error), "correct or unset that setting")
+        self.settings = settings
+        self.mode = str(getattr(settings, "endpoint_mode", "ipv4"))
+        self.wait = min(settings.timeout, _DOCTOR_MAX_WAIT)
+        sources: dict[str, str] = getattr(settings, "sources", {})
+        shown = {
+            "endpoint": settings.endpoint,
+            "endpoint_mode": "IPv6" if self.mode == "ipv6" else "IPv4",
+            "timeout": f"{settings.timeout:g}s",
+            "attempts": str(settings.attempts),
+            "disabled": str(settings.disabled).lower(),
+        }
+        finding = "; ".join(
+            f"{name.replace('_', ' ')} {value} ({sources.get(name, 'default')})"
+            for name, value in shown.items()
+        )
+        if settings.disabled:
+            source = sources.get("disabled", "AWS_EC2_METADATA_DISABLED")
+            return Check(
+                "settings",
+                _FAIL,
+                f"{finding}: every metadata read fails at once",
+                f"set it to false, or remove it, where it comes from: {source}",
+            )
+        return Check("settings", _OK, finding)
+
+    def check_proxy(self) -> Check:
+        host = self.settings.host if self.settings else "169.254.169.254"
+        names = [name for name in _PROXY_VARIABLES if os.environ.get(name, "").strip()]
+        if not names:
+            return Check("proxy", _OK, f"no {', '.join(_PROXY_VARIABLES)} in the environment")
+        no_proxy = os.environ.get("NO_PROXY", "") or os.environ.get("no_proxy", "")
+        entries = [entry.strip() for entry in no_proxy.split(",") if entry.strip()]
+        if _no_proxy_covers(entries, host):
+            return Check("proxy", _OK, f"{', '.join(names)} set; NO_PROXY covers {host}")
+        wanted = [
+            *entries,
+            *[item for item in (host, "169.254.169.254", "fd00:ec2::254") if item not in entries],
+        ]
+        return Check(
+            "proxy",
+            _WARN,
+            f"{', '.join(names)} set, and NO_PROXY does not cover {host}: this client ignores "
+            "proxies, but other tools here (the AWS CLI, SDKs, curl) send their metadata "
+            "requests, tokens and credentials to the proxy, which cannot reach the service",
+            f"export NO_PROXY={','.join(dict.fromkeys(wanted))} (and no_proxy alike)",
+        )
+
+    # Where it runs
+
+    def check_ec2(self) -> Check:
+        self.dmi = _dmi(self.root)
+        if not self.dmi:
+            return Check(
+                "ec2",
+                _SKIPPED,
+                "no DMI files in /sys/class/dmi/id (not Linux, or hidden from this container)",
+            )
+        found = ", ".join(f"{name} {value!r}" for name, value in self.dmi.items())
+        vendors = (self.dmi.get("sys_vendor"), self.dmi.get("board_vendor"))
+        if "Amazon EC2" in vendors:
+            self.on_ec2 = True
+            return Check("ec2", _OK, f"an EC2 instance (Nitro): {found}")
+        if "amazon" in self.dmi.get("bios_version", "").lower():
+            self.on_ec2 = True
+            return Check("ec2", _OK, f"an EC2 instance (Xen): {found}")
+        return Check("ec2", _WARN, f"not an EC2 instance, by its DMI: {found}", _NO_SERVICE_FIX)
+
+    def check_container(self, markers: list[str]) -> Check:
+        if not markers:
+            return Check(
+                "container",
+                _OK,
+                "not in a container: no /.dockerenv, /run/.containerenv or container cgroup",
+            )
+        found = f"in a container: {', '.join(markers)}"
+        if self.token is not None and self.token.status == 200:
+            return Check("container", _OK, f"{found}; the token answer reaches it")
+        if self.token is not None and self.token.problem == "timed out":
+            return Check(
+                "container",
+                _WARN,
+                f"{found}: the token answer must travel one hop more than to the host",
+                _HOP_LIMIT_FIX,
+            )
+        return Check("container", _OK, found)
+
+    # The service
+
+    def check_connect(self) -> Check:
+        if self.settings is None:
+            return Check("connect", _SKIPPED, f"skipped: {self.no_client}")
+        settings = self.settings
+        where = f"{settings.host}:{settings.port}"
+        self.connected = probe = _connect_probe(settings.host, settings.port, self.wait)
+        if probe.answered():
+            return Check("connect", _OK, f"connected to {where} in {_ms(probe.seconds)}")
+        self.no_client = "could not connect (see connect)"
+        if probe.problem == "timed out":
+            finding = f"connecting to {where} timed out after {self.wait:g}s: nothing answers there"
+        else:
+            finding = f"could not connect to {where} ({probe.problem}, {_ms(probe.seconds)})"
+        return Check("connect", _FAIL, finding, _NO_SERVICE_FIX)
+
+    def request(self, method: str, path: str, headers: dict[str, str]) -> _Probe:
+        """One request on its own connection; the answer's body is never read."""
+        from email.utils import parsedate_to_datetime
+        from http.client import HTTPConnection, HTTPException
+
+        settings = cast(_Settings, self.settings)
+        connection = HTTPConnection(settings.host, settings.port, timeout=self.wait)
+        started = time.monotonic()
+        try:
+            connection.putrequest(
+                method, f"{settings.base_path}/latest/{path}", skip_accept_encoding=True
+            )
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            response = connection.getresponse()
+        except (OSError, HTTPException) as error:
+            return _Probe(None, _problem(error), time.monotonic() - started)
+        finally:
+            connection.close()
+        seconds = time.monotonic() - started
+        try:
+            date: datetime | None = parsedate_to_datetime(response.getheader("Date", ""))
+        except (TypeError, ValueError, IndexError):
+            date = None
+        if date is not None and date.tzinfo is None:  # "-0000": a UTC time, by RFC 5322
+            from datetime import timezone
+
+            date = date.replace(tzinfo=timezone.utc)
+        return _Probe(response.status, "", seconds, date)
+
+    def check_token(self, markers: list[str]) -> Check:
+        if self.connected is None or not self.connected.answered():
+            return Check("token", _SKIPPED, f"skipped: {self.no_client}")
+        self.token = token = self.request(
+            "PUT", _TOKEN_PATH, {_TOKEN_TTL_HEADER: _DOCTOR_TOKEN_TTL}
+        )
+        # The one request without a token this project ever sends; its body is never read.
+        self.tokenless = tokenless = self.request("GET", "meta-data/", {})
+        self.no_client = "no token (see token)"
+        if token.status == 200:
+            self.no_client = ""
+            settings = cast(_Settings, self.settings)
+            self.client = EC2Metadata(
+                endpoint=settings.endpoint,
+                timeout=self.wait,
+                attempts=1,
+                disabled=False,
+                token_ttl=int(_DOCTOR_TOKEN_TTL),
+            )
+            return Check("token", _OK, f"token issued in {_ms(token.seconds)}")
+        if token.status == 403:
+            return Check(
+                "token",
+                _FAIL,
+                "the token request was refused (403): the metadata service is turned off for "
+                "this instance",
+                _MODIFY_OPTIONS + "--http-endpoint enabled",
+            )
+        if token.answered():
+            return Check(
+                "token",
+                _FAIL,
+                f"the token request was answered {token.status}: this is not an IMDSv2 service "
+                "(a 4xx), or it is in trouble (a 5xx)",
+                "check AWS_EC2_METADATA_SERVICE_ENDPOINT, or try again in a minute",
+            )
+        if token.problem == "timed out" and (tokenless.answered() or markers):
+            why = (
+                f"a GET without a token was answered ({tokenless.status})"
+                if tokenless.answered()
+                else "this runs in a container"
+            )
+            return Check(
+                "token",
+                _FAIL,
+                f"connected, but the token answer never came within {self.wait:g}s, while {why}: "
+                "a PUT response hop limit of 1 drops the token answer on its way into a container",
+                _HOP_LIMIT_FIX,
+            )
+        finding = f"connected, but the token request failed ({token.problem}, {_ms(token.seconds)})"
+        if tokenless.answered():
+            return Check("token", _FAIL, finding, "try again; if it persists, check the endpoint")
+        return Check(
+            "token",
+            _FAIL,
+            f"{finding}, and a GET was not answered either: this is not the metadata service",
+            _NO_SERVICE_FIX,
+        )
+
+    def check_imdsv1(self) -> Check:
+        tokenless = self.tokenless
+        if tokenless is None:
+            return Check("imdsv1", _SKIPPED, f"skipped: {self.no_client}")
+        if tokenless.status == 200:
+            return Check(
+                "imdsv1",
+                _WARN,
+                "IMDSv1 is on: a GET of meta-data/ without a token was answered 200 (its body "
+                "was discarded); any request forgery in an application here can read the "
+                "metadata and the role's credentials",
+                _MODIFY_OPTIONS + "--http-tokens required",
+            )
+        if tokenless.status in (401, 403):
+            return Check(
+                "imdsv1",
+                _OK,
+                f"IMDSv1 is off: a GET without a token was refused ({tokenless.status})",
+            )
+        outcome = f"answered {tokenless.status}" if tokenless.answered() else tokenless.problem
+        return Check(
+            "imdsv1", _SKIPPED, f"a GET without a token was not answered plainly ({outcome})"
+        )
+
+    def read(self, path: str, parse: Callable[[str], _T]) -> _T | None:
+        """The value at ``path`` (None on a 404), through the client; bounded by one wait."""
+        if self.stalled:
+            raise _Skip(self.stalled)
+        try:
+            return cast(EC2Metadata, self.client)._read_or_none(path, parse)
+        except EC2MetadataConnectionError as error:
+            self.stalled = f"an earlier request got no answer ({error.path})"
+            raise
+
+    def with_client(self, name: str, check: Callable[[], Check]) -> Check:
+        if self.client is None:
+            return Check(name, _SKIPPED, f"skipped: {self.no_client}")
+        try:
+            return check()
+        except _Skip as skip:
+            return Check(name, _SKIPPED, f"skipped: {skip}")
+        except EC2MetadataError as error:
+            return Check(
+                name,
+                _FAIL,
+                str(error),
+                "the service answered the token but not this: try again, with a longer --timeout",
+            )
+
+    def check_tags(self) -> Check:
+        names = self.read("meta-data/tags/instance/", _names)
+        if names is None:
+            return Check(
+                "tags",
+                _WARN,
+                "the instance's tags are not in the metadata (meta-data/tags/instance/ answered "
+                "404)",
+                _MODIFY_OPTIONS + "--instance-metadata-tags enabled",
+            )
+        return Check("tags", _OK, f"the instance's tags are in the metadata ({len(names)})")
+
+    def check_iam(self) -> Check:
+        info = self.read("meta-data/iam/info", _iam_info)
+        roles = self.read("meta-data/iam/security-credentials/", _names) or []
+        profile = None if info is None else info["InstanceProfileArn"].rsplit("/", 1)[-1]
+        if not roles:
+            if profile is None:
+                return Check(
+                    "iam-role",
+                    _WARN,
+                    "no IAM role is attached: AWS tools here find no credentials ('Unable to "
+                    "locate credentials')",
+                    "aws ec2 associate-iam-instance-profile --instance-id ID "
+                    "--iam-instance-profile Name=PROFILE",
+                )
+            return Check(
+                "iam-role",
+                _FAIL,
+                f"instance profile {profile} is attached, but no role's credentials are listed",
+                f"aws iam add-role-to-instance-profile --instance-profile-name {profile} "
+                "--role-name ROLE",
+            )
+        role = roles[0]
+        fields = self.read(f"meta-data/iam/security-credentials/{role}", _public_credential_fields)
+        if fields is None or fields.get("Code", "Success") != "Success":
+            outcome = "404" if fields is None else f"code {fields['Code']}"
+            return Check(
+                "iam-role",
+                _FAIL,
+                f"role {role} is listed, but its credentials were not issued ({outcome})",
+                "the role's trust policy must let ec2.amazonaws.com assume it (sts:AssumeRole)",
+            )
+        finding = f"role {role}"
+        for key in ("LastUpdated", "Expiration"):
+            try:
+                self.credential_times[key] = _utc_datetime(fields.get(key))
+            except ValueError:
+                continue
+        if "Expiration" in self.credential_times:
+            expiration = self.credential_times["Expiration"]
+            minutes = round((expiration - self.now()).total_seconds() / 60)
+            when = f"in {minutes} min" if minutes >= 0 else f"{-minutes} min ago"
+            finding += f"; its credentials expire at {expiration:%Y-%m-%d %H:%M:%S}Z ({when})"
+        if profile is None or profile == role:
+            return Check("iam-role", _OK, f"{finding}; instance profile {profile or 'unknown'}")
+        return Check(
+            "iam-role",
+            _WARN,
+            f"{finding}; its name differs from the instance profile's ({profile}): code that "
+            "builds the credentials path from the profile's name gets a 404",
+            "nothing to change on the instance: read the role's name from "
+            "meta-data/iam/security-credentials/ (as this client does), not from the profile",
+        )
+
+    def check_ipv6(self) -> Check:
+        if self.mode == "ipv6":
+            reason = "the endpoint mode is IPv6"
+        elif self.connected is not None and not self.connected.answered() and self.on_ec2:
+            reason = "the IPv4 endpoint cannot be reached on this EC2 instance"
+        elif self.client is None:
+            return Check("ipv6", _SKIPPED, f"skipped: {self.no_client}")
+        else:
+            try:
+                address = self.read("meta-data/local-ipv4", str)
+            except (_Skip, EC2MetadataError) as error:
+                return Check(
+                    "ipv6",
+                    _SKIPPED,
+                    f"skipped: cannot tell whether the instance has an IPv4 address: {error}",
+                )
+            if address is not None:
+                return Check(
+                    "ipv6",
+                    _OK,
+                    f"not needed: IPv4 mode, and the instance has an IPv4 address ({address})",
+                )
+            reason = "the instance has no IPv4 address"
+        host, port, _ = _host_and_port(self.ipv6_endpoint)
+        probe = _connect_probe(host, port, self.wait)
+        if probe.answered():
+            finding = (
+                f"{reason}; the IPv6 endpoint {self.ipv6_endpoint} accepts connections "
+                f"({_ms(probe.seconds)})"
+            )
+            if self.mode == "ipv4" and self.connected is not None and not self.connected.answered():
+                return Check(
+                    "ipv6", _WARN, finding, "export AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6"
+                )
+            return Check("ipv6", _OK, finding)
+        return Check(
+            "ipv6",
+            _FAIL if self.mode == "ipv6" else _WARN,
+            f"{reason}, but the IPv6 endpoint {self.ipv6_endpoint} cannot be reached "
+            f"({probe.problem})",
+            _MODIFY_OPTIONS + "--http-protocol-ipv6 enabled (Nitro instances only)",
+        )
+
+    def check_clock(self) -> Check:
+        now = self.now()
+        evidence: list[tuple[float, str]] = []  # (local clock minus the service's, why)
+        answer = self.token if self.token is not None and self.token.date else self.tokenless
+        if answer is not None and answer.date is not None:
+            skew = (now - answer.date).total_seconds()
+            evidence.append((skew, "the Date of the service's answer"))
+        updated = self.credential_times.get("LastUpdated")
+        if updated is not None and updated > now:
+            # The service wrote LastUpdated in its past: the local clock is behind.
+            evidence.append(((now - updated).total_seconds(), "the credentials' LastUpdated"))
+        expiration = self.credential_times.get("Expiration")
+        if expiration is not None and expiration < now:
+            # The service never hands out expired credentials: the local clock is ahead.
+            evidence.append(((now - expiration).total_seconds(), "the credentials' Expiration"))
+        if not evidence:
+            return Check("clock", _SKIPPED, "nothing from the service to compare the clock with")
+        skew, source = max(evidence, key=lambda item: abs(item[0]))
+        direction = "ahead of" if skew > 0 else "behind"
+        finding = f"the local clock is {abs(skew):.0f}s {direction} the service's, by {source}"
+        if abs(skew) <= _CLOCK_TOLERANCE:
+            return Check("clock", _OK, finding)
+        return Check(
+            "clock",
+            _WARN,
+            f"{finding}: AWS refuses requests signed more than 5 minutes off its clock",
+            _CLOCK_FIX,
+        )
+
+
+def diagnose(
+    *,
+    endpoint: str | None = None,
+    endpoint_mode: str | None = None,
+    timeout: float | None = None,
+    attempts: int | None = None,
+    disabled: bool | None = None,
+    root: str = "/",
+    ipv6_endpoint: str | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> list[Check]:
+    """Check why instance metadata may fail here, and say how to fix each problem.
+
+    The settings are those of `EC2Metadata`.  ``root`` is where the DMI and container files
+    are read (``/sys/class/dmi/id/...``, ``/.dockerenv``...), ``ipv6_endpoint`` is the IPv6
+    endpoint to probe (the real one by default), ``now`` the local clock (UTC).  Every probe
+    waits at most the timeout, and never more than 2 seconds.  No secret is ever returned.
+    """
+    from datetime import datetime, timezone
+
+    given = {
+        "endpoint": endpoint,
+        "endpoint_mode": endpoint_mode,
+        "timeout": timeout,
+        "attempts": attempts,
+        "disabled": disabled,
+    }
+    options = {name: value for name, value in given.items() if value is not None}
+    clock = now or (lambda: datetime.now(timezone.utc))
+    doctor = _Doctor(options, root, ipv6_endpoint or _DEFAULT_ENDPOINTS["ipv6"], clock)
+    return doctor.run()
+
+
+def _add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+
+def _doctor_command(args: argparse.Namespace) -> int:
+    """``imds doctor``: the checks as a table (or JSON); 1 when one failed, else 0."""
+    import json
+    import sys
+
+    checks = diagnose(endpoint=args.endpoint, timeout=args.timeout)
+    failed = any(check.status == _FAIL for check in checks)
+    if args.json:
+        document = {"ok": not failed, "checks": [check._asdict() for check in checks]}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(_doctor_table(checks))
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def _doctor_table(checks: list[Check]) -> str:
+    width = max(len(check.name) for check in checks)
+    lines = [f"{'CHECK':<{width}}  {'STATUS':<7}  FINDING"]
+    for check in checks:
+        lines.append(f"{check.name:<{width}}  {check.status:<7}  {check.finding}")
+        if check.fix:
+            lines.append(f"{'':<{width}}  {'':<7}  fix: {check.fix}")
+    counts = {
+        status: sum(check.status == status for check in checks)
+        for status in (_FAIL, _WARN, _OK, _SKIPPED)
+    }
+    lines.append("")
+    lines.append(", ".join(f"{count} {status}" for status, count in counts.items()))
+    return "\n".join(lines) + "\n"
+
+
 # Command line: imds, python -m ec2_metadata, python ec2_metadata.py -------------------
 
 _NOT_METADATA = frozenset({"service_url", "tree"})
@@ -1381,6 +2035,9 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
     as_json = commands.add_parser("json", help="print values as a JSON object")
     as_json.add_argument("names", metavar="NAME", nargs="+")
     commands.add_parser("tree", help="the whole meta-data/ tree as nested JSON")
+    _add_doctor_arguments(
+        commands.add_parser("doctor", help="check why metadata fails here, and print the fixes")
+    )
     return parser
 
 
@@ -1392,6 +2049,8 @@ def main(argv: list[str] | None = None) -> int:
     names = _metadata_names(EC2Metadata)
     parser = _parser(names)
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return _doctor_command(args)
 
     def attribute(name: str) -> str | None:
         """The attribute a NAME means, or None for a raw path; exits 2 for an unknown one."""
