@@ -1862,6 +1862,12 @@ class _Doctor:
         if expiration is not None and expiration < now:
             # The service never hands out expired credentials: the local clock is ahead.
             evidence.append(((now - expiration).total_seconds(), "the credentials' Expiration"))
+        if not evidence and self.credential_times:
+            return Check(
+                "clock",
+                _OK,
+                "the local clock is past the credentials' LastUpdated and before their Expiration",
+            )
         if not evidence:
             return Check("clock", _SKIPPED, "nothing from the service to compare the clock with")
         skew, source = max(evidence, key=lambda item: abs(item[0]))

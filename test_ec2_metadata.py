@@ -32,7 +32,7 @@ import unittest
 import urllib.request
 import warnings
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, ClassVar, NamedTuple, NoReturn, Protocol, TypeVar, Union, cast
 from unittest import mock
 from urllib.parse import unquote
@@ -2943,6 +2943,665 @@ class CommandLineTests(LoopbackTestCase):
         for name in ec2_metadata._metadata_names(EC2Metadata):
             self.assertIn(name, out.decode())
         self.assertEqual(self.imds("get", "--help")[0], 0)
+
+
+# Doctor --------------------------------------------------------------------------------
+
+DOCTOR_CHECKS = [
+    "settings",
+    "proxy",
+    "ec2",
+    "container",
+    "connect",
+    "token",
+    "imdsv1",
+    "tags",
+    "iam-role",
+    "ipv6",
+    "clock",
+]
+DMI = "sys/class/dmi/id/"
+NITRO = {f"{DMI}sys_vendor": "Amazon EC2\n", f"{DMI}board_vendor": "Amazon EC2\n"}
+XEN = {f"{DMI}sys_vendor": "Xen\n", f"{DMI}bios_version": "4.11.amazon\n"}
+LAPTOP = {f"{DMI}sys_vendor": "LENOVO\n", f"{DMI}bios_version": "N2HET71W (1.54 )\n"}
+CREDENTIALS_PATH = f"meta-data/iam/security-credentials/{ROLE_NAME}"
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
+MODIFY = "aws ec2 modify-instance-metadata-options --instance-id ID"
+HOP_LIMIT_FIX = f"{MODIFY} --http-put-response-hop-limit 2"
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def shifted_clock(offset: timedelta) -> datetime:
+    """The time now, moved by ``offset``."""
+    return datetime.now(timezone.utc) + offset
+
+
+def fresh_credentials(now: datetime, **changes: str) -> str:
+    """The fake's credentials, updated 10 minutes before ``now`` and good for 6 hours."""
+    fields = dict(
+        CREDENTIALS,
+        LastUpdated=utc_text(now - timedelta(minutes=10)),
+        Expiration=utc_text(now + timedelta(hours=6)),
+    )
+    fields.update(changes)
+    return json.dumps(fields)
+
+
+class IMDSv1FakeIMDS(FakeIMDS):
+    """A FakeIMDS with IMDSv1 still on: a GET without a token is served as one with a token."""
+
+    def _token_is_valid(self, token: str | None) -> bool:
+        return token is None or super()._token_is_valid(token)
+
+
+def run_imds(*argv: str) -> tuple[int, str, str]:
+    """Run ``imds ARGV`` in this process: its exit status, stdout and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with mock.patch.object(sys, "stdout", stdout), mock.patch.object(sys, "stderr", stderr):
+        status = ec2_metadata.main(list(argv))
+    return status, stdout.getvalue(), stderr.getvalue()
+
+
+class DoctorTests(LoopbackTestCase):
+    """`diagnose` against the fake: each failure the issue lists gives its finding and fix."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        for name in PROXY_VARIABLES:
+            os.environ.pop(name, None)
+        # Not even `imds doctor`, whose IPv6 endpoint is the default one, may probe the real one.
+        real_ipv6 = mock.patch.dict(
+            ec2_metadata._DEFAULT_ENDPOINTS, ipv6=f"http://127.0.0.1:{closed_port()}"
+        )
+        real_ipv6.start()
+        self.addCleanup(real_ipv6.stop)
+        self.now = datetime.now(timezone.utc)
+
+    def healthy(self, fake: type[FakeIMDS] = FakeIMDS) -> FakeIMDS:
+        """A fake with fresh credentials and a role named as its instance profile."""
+        imds = started(self, fake())
+        imds.put(CREDENTIALS_PATH, fresh_credentials(self.now))
+        arn = f"arn:aws:iam::123456789012:instance-profile/{ROLE_NAME}"
+        imds.put("meta-data/iam/info", json.dumps(dict(IAM_INFO, InstanceProfileArn=arn)))
+        return imds
+
+    def root(self, files: dict[str, str]) -> str:
+        """A directory standing for ``/``, holding ``files`` (relative path to text)."""
+        import tempfile
+
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        for path, text in files.items():
+            full = os.path.join(directory.name, path)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w", encoding="utf-8") as file:
+                file.write(text)
+        return directory.name
+
+    def diagnose(
+        self, endpoint: str, files: dict[str, str] | None = None, **options: Any
+    ) -> dict[str, ec2_metadata.Check]:
+        options.setdefault("timeout", 0.5)
+        options.setdefault("ipv6_endpoint", f"http://127.0.0.1:{closed_port()}")
+        options.setdefault("now", lambda: datetime.now(timezone.utc))
+        root = self.root(NITRO if files is None else files)
+        checks = ec2_metadata.diagnose(endpoint=endpoint, root=root, **options)
+        self.assertEqual([check.name for check in checks], DOCTOR_CHECKS)
+        for check in checks:
+            self.assertIn(check.status, ("ok", "warn", "fail", "skipped"))
+            self.assertEqual(check.fix is not None, check.status in ("warn", "fail"), check)
+        return {check.name: check for check in checks}
+
+    def assertCheck(
+        self, check: ec2_metadata.Check, status: str, *pieces: str, fix: str | None = None
+    ) -> None:
+        self.assertEqual(check.status, status, check)
+        for piece in pieces:
+            self.assertIn(piece, check.finding)
+        if fix is not None:
+            self.assertIn(fix, check.fix or "")
+
+    def test_a_healthy_instance_passes_every_check(self) -> None:
+        imds = self.healthy()
+        checks = self.diagnose(imds.url)
+        for name in DOCTOR_CHECKS:
+            self.assertCheck(checks[name], "ok")
+        self.assertCheck(checks["ec2"], "ok", "EC2 instance (Nitro)", "sys_vendor 'Amazon EC2'")
+        self.assertCheck(checks["container"], "ok", "not in a container")
+        self.assertCheck(checks["connect"], "ok", "connected to 127.0.0.1:")
+        self.assertCheck(checks["token"], "ok", "token issued in")
+        self.assertCheck(checks["imdsv1"], "ok", "IMDSv1 is off", "(401)")
+        self.assertCheck(checks["tags"], "ok", "(2)")
+        self.assertCheck(checks["iam-role"], "ok", f"role {ROLE_NAME};", "expire at", "(in 360")
+        self.assertCheck(checks["ipv6"], "ok", "not needed", "172.31.16.25")
+        self.assertCheck(checks["clock"], "ok", "by the Date of the service's answer")
+        # One request without a token, and its token's lifetime is short.
+        tokenless = [
+            r for r in imds.requests if r.method == "GET" and TOKEN_HEADER.lower() not in r.headers
+        ]
+        self.assertEqual([r.path for r in tokenless], ["/latest/meta-data/"])
+        ttls = {r.headers[TTL_HEADER.lower()] for r in imds.requests if r.method == "PUT"}
+        self.assertEqual(ttls, {"60"})
+
+    def test_a_refused_port(self) -> None:
+        checks = self.diagnose(f"http://127.0.0.1:{closed_port()}")
+        self.assertCheck(
+            checks["connect"], "fail", "connection refused", fix="AWS_EC2_METADATA_DISABLED=true"
+        )
+        for name in ("token", "imdsv1", "tags", "iam-role"):
+            self.assertCheck(checks[name], "skipped", "could not connect (see connect)")
+        # On EC2, the IPv6 endpoint is tried: here nothing listens there either.
+        self.assertCheck(
+            checks["ipv6"], "warn", "the IPv4 endpoint cannot be reached", "cannot be reached"
+        )
+        self.assertCheck(checks["clock"], "skipped", "nothing from the service")
+
+    def test_a_refused_port_off_ec2_tries_no_ipv6(self) -> None:
+        checks = self.diagnose(f"http://127.0.0.1:{closed_port()}", LAPTOP)
+        self.assertCheck(checks["ec2"], "warn", "not an EC2 instance", "LENOVO")
+        self.assertCheck(checks["ipv6"], "skipped", "could not connect")
+
+    def test_an_unreachable_or_blackholed_endpoint(self) -> None:
+        import errno
+
+        for error, finding in [
+            (OSError(errno.ENETUNREACH, "Network is unreachable"), "(network unreachable, "),
+            (socket.timeout("timed out"), "timed out after 0.5s: nothing answers there"),
+            (OSError(errno.EPERM, "Operation not permitted"), "([Errno 1] Operation not "),
+        ]:
+            with self.subTest(finding):
+                with mock.patch.object(socket, "create_connection", side_effect=error):
+                    checks = self.diagnose(f"http://127.0.0.1:{closed_port()}", LAPTOP)
+                self.assertCheck(checks["connect"], "fail", finding, fix="off EC2")
+
+    def test_an_endpoint_that_never_answers_is_diagnosed_within_a_bound(self) -> None:
+        with SilentService() as service:
+            started_at = time.monotonic()
+            checks = self.diagnose(service.url, timeout=0.3)
+            elapsed = time.monotonic() - started_at
+        self.assertLess(elapsed, 3.0)
+        self.assertCheck(checks["connect"], "ok")
+        self.assertCheck(
+            checks["token"],
+            "fail",
+            "(timed out, ",
+            "a GET was not answered either: this is not the metadata service",
+            fix="AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        )
+        self.assertCheck(checks["imdsv1"], "skipped", "(timed out)")
+        self.assertCheck(checks["tags"], "skipped", "no token (see token)")
+
+    def test_the_hop_limit_token_dropped_while_gets_are_answered(self) -> None:
+        imds = self.healthy()
+        imds.inject("PUT", TOKEN_PATH, never_answer)
+        checks = self.diagnose(imds.url, timeout=0.3)
+        self.assertCheck(
+            checks["token"],
+            "fail",
+            "the token answer never came within 0.3s",
+            "a GET without a token was answered (401)",
+            "hop limit of 1",
+            fix=HOP_LIMIT_FIX,
+        )
+        self.assertCheck(checks["imdsv1"], "ok", "(401)")
+        self.assertCheck(checks["container"], "ok", "not in a container")
+        for name in ("tags", "iam-role", "ipv6"):
+            self.assertCheck(checks[name], "skipped", "no token (see token)")
+
+    def test_the_hop_limit_in_a_container_whose_gets_go_unanswered(self) -> None:
+        with SilentService() as service:
+            checks = self.diagnose(service.url, {**NITRO, ".dockerenv": ""}, timeout=0.3)
+        self.assertCheck(checks["token"], "fail", "this runs in a container", fix=HOP_LIMIT_FIX)
+        self.assertCheck(
+            checks["container"], "warn", "/.dockerenv", "one hop more", fix=HOP_LIMIT_FIX
+        )
+
+    def test_container_markers(self) -> None:
+        imds = self.healthy()
+        for files, marker in [
+            ({".dockerenv": ""}, "/.dockerenv"),
+            ({"run/.containerenv": "engine=podman"}, "/run/.containerenv"),
+            ({"proc/1/cgroup": "0::/kubepods/besteffort/pod1\n"}, "/proc/1/cgroup names kubepods"),
+            ({"proc/self/cgroup": "12:pids:/docker/0a1b\n"}, "/proc/self/cgroup names docker"),
+        ]:
+            with self.subTest(marker):
+                checks = self.diagnose(imds.url, {**NITRO, **files})
+                self.assertCheck(
+                    checks["container"],
+                    "ok",
+                    f"in a container: {marker}",
+                    "token answer reaches it",
+                )
+        checks = self.diagnose(imds.url, {**NITRO, "proc/1/cgroup": "0::/init.scope\n"})
+        self.assertCheck(checks["container"], "ok", "not in a container")
+
+    def test_a_container_without_a_service(self) -> None:
+        checks = self.diagnose(f"http://127.0.0.1:{closed_port()}", {".dockerenv": ""})
+        self.assertEqual(checks["container"].finding, "in a container: /.dockerenv")
+
+    def test_the_service_turned_off(self) -> None:
+        imds = self.healthy()
+        imds.inject("PUT", TOKEN_PATH, Reply(403, b"Forbidden"))
+        imds.inject("GET", "/latest/meta-data/", Reply(403, b"Forbidden"))
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["token"],
+            "fail",
+            "refused (403)",
+            "turned off",
+            fix=f"{MODIFY} --http-endpoint enabled",
+        )
+        self.assertCheck(checks["imdsv1"], "ok", "refused (403)")
+        self.assertCheck(checks["container"], "ok", "not in a container")
+
+    def test_a_token_answered_with_another_status(self) -> None:
+        imds = self.healthy()
+        for reply in (Reply(405), Reply(503)):
+            imds.inject("PUT", TOKEN_PATH, reply)
+            checks = self.diagnose(imds.url)
+            self.assertCheck(
+                checks["token"], "fail", f"answered {reply.status}", fix="try again in a minute"
+            )
+
+    def test_a_token_request_cut_off_while_gets_are_answered(self) -> None:
+        imds = self.healthy()
+        imds.inject("PUT", TOKEN_PATH, drop_connection)
+        checks = self.diagnose(imds.url)
+        self.assertCheck(checks["token"], "fail", "the token request failed (", fix="try again")
+        self.assertNotIn("not the metadata service", checks["token"].finding)
+
+    def test_imdsv1_still_open(self) -> None:
+        imds = self.healthy(IMDSv1FakeIMDS)
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["imdsv1"],
+            "warn",
+            "IMDSv1 is on",
+            "answered 200 (its body was discarded)",
+            fix=f"{MODIFY} --http-tokens required",
+        )
+        tokenless = [
+            request.path
+            for request in imds.requests
+            if request.method == "GET" and TOKEN_HEADER.lower() not in request.headers
+        ]
+        self.assertEqual(tokenless, ["/latest/meta-data/"])
+
+    def test_a_tokenless_get_answered_otherwise(self) -> None:
+        imds = self.healthy()
+        imds.inject("GET", "/latest/meta-data/", Reply(500))
+        checks = self.diagnose(imds.url)
+        self.assertCheck(checks["imdsv1"], "skipped", "not answered plainly (answered 500)")
+
+    def test_tags_not_in_the_metadata(self) -> None:
+        imds = self.healthy()
+        imds.remove("meta-data/tags")
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["tags"], "warn", "answered 404", fix=f"{MODIFY} --instance-metadata-tags enabled"
+        )
+
+    def test_no_role(self) -> None:
+        imds = self.healthy()
+        imds.remove("meta-data/iam")
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["iam-role"],
+            "warn",
+            "no IAM role is attached",
+            "Unable to locate credentials",
+            fix="aws ec2 associate-iam-instance-profile --instance-id ID",
+        )
+        self.assertCheck(checks["clock"], "ok", "by the Date of the service's answer")
+
+    def test_a_profile_without_a_role(self) -> None:
+        imds = self.serve()
+        imds.remove("meta-data/iam/security-credentials")
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["iam-role"],
+            "fail",
+            "instance profile web-stack-WebProfile-O8XJ5GQZ2K1A is attached",
+            fix="aws iam add-role-to-instance-profile --instance-profile-name web-stack-WebProfile",
+        )
+
+    def test_a_role_whose_name_differs_from_the_profiles(self) -> None:
+        imds = self.healthy()
+        imds.put("meta-data/iam/info", json.dumps(IAM_INFO))
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["iam-role"],
+            "warn",
+            f"role {ROLE_NAME}",
+            "differs from the instance profile's (web-stack-WebProfile-O8XJ5GQZ2K1A)",
+            "gets a 404",
+            fix="read the role's name from meta-data/iam/security-credentials/",
+        )
+
+    def test_a_role_without_a_profile_and_credentials_without_dates(self) -> None:
+        imds = self.healthy()
+        imds.remove("meta-data/iam/info")
+        imds.put(CREDENTIALS_PATH, fresh_credentials(self.now, Expiration="soon"))
+        checks = self.diagnose(imds.url)
+        self.assertCheck(checks["iam-role"], "ok", "instance profile unknown")
+        self.assertNotIn("expire", checks["iam-role"].finding)
+
+    def test_credentials_not_issued(self) -> None:
+        imds = self.healthy()
+        path = f"/latest/{CREDENTIALS_PATH}"
+        failed = json.dumps({"Code": "AssumeRoleUnauthorizedAccess", "LastUpdated": "x"})
+        for fault, outcome in [(Reply(404), "(404)"), (Reply(200, failed.encode()), "AssumeRole")]:
+            imds.inject("GET", path, fault)
+            checks = self.diagnose(imds.url)
+            self.assertCheck(
+                checks["iam-role"],
+                "fail",
+                "is listed, but its credentials were not issued",
+                outcome,
+                fix="trust policy",
+            )
+
+    def test_expired_credentials(self) -> None:
+        imds = self.healthy()
+        imds.put(
+            CREDENTIALS_PATH,
+            fresh_credentials(self.now, Expiration=utc_text(self.now - timedelta(hours=2))),
+        )
+        checks = self.diagnose(imds.url)
+        self.assertCheck(checks["iam-role"], "ok", "(120 min ago)")
+        self.assertCheck(
+            checks["clock"],
+            "warn",
+            "ahead of the service's, by the credentials' Expiration",
+            fix="chronyc",
+        )
+
+    def test_a_request_that_fails_fails_its_check_only(self) -> None:
+        imds = self.healthy()
+        imds.inject("GET", "/latest/meta-data/tags/instance/", Reply(500, b"oops"))
+        checks = self.diagnose(imds.url)
+        self.assertCheck(checks["tags"], "fail", "answered 500", fix="try again")
+        self.assertCheck(checks["iam-role"], "ok")
+
+    def test_a_request_never_answered_skips_the_rest(self) -> None:
+        imds = self.healthy()
+        imds.inject("GET", "/latest/meta-data/tags/instance/", never_answer)
+        started_at = time.monotonic()
+        checks = self.diagnose(imds.url, timeout=0.3)
+        self.assertLess(time.monotonic() - started_at, 3.0)
+        self.assertCheck(checks["tags"], "fail", "timed out", fix="longer --timeout")
+        self.assertCheck(checks["iam-role"], "skipped", "an earlier request got no answer")
+        self.assertCheck(checks["ipv6"], "skipped", "cannot tell whether the instance has an IPv4")
+        self.assertEqual(imds.count("GET", "/latest/meta-data/iam/info"), 0)
+
+    def test_proxy_variables(self) -> None:
+        imds = self.healthy()
+        os.environ.update(
+            {"HTTP_PROXY": "http://user:hunter2@proxy.example:3128", "all_proxy": "socks5://p:1080"}
+        )
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["proxy"],
+            "warn",
+            "HTTP_PROXY, all_proxy set, and NO_PROXY does not cover 127.0.0.1",
+            "other tools here",
+            fix="export NO_PROXY=127.0.0.1,169.254.169.254,fd00:ec2::254",
+        )
+        self.assertNotIn("hunter2", repr(checks))
+        os.environ["no_proxy"] = "localhost"
+        self.assertIn("NO_PROXY=localhost,127.0.0.1,", self.diagnose(imds.url)["proxy"].fix or "")
+        for covering in ("127.0.0.1", "127.0.0.0/8", "*", "localhost, 127.0.0.1"):
+            with self.subTest(covering):
+                os.environ["NO_PROXY"] = covering
+                self.assertCheck(
+                    self.diagnose(imds.url)["proxy"], "ok", "NO_PROXY covers 127.0.0.1"
+                )
+
+    def test_no_proxy_matching(self) -> None:
+        covers = ec2_metadata._no_proxy_covers
+        self.assertTrue(covers([".internal"], "imds.internal"))
+        self.assertTrue(covers(["*.internal"], "imds.internal"))
+        self.assertTrue(covers(["[fd00:ec2::254]"], "fd00:ec2::254"))
+        self.assertTrue(covers(["fd00:ec2::/32"], "fd00:ec2::254"))
+        self.assertFalse(covers(["ternal", "10.0.0.0/8", "example.com"], "imds.internal"))
+        self.assertFalse(covers(["169.254.169.0/24"], "imds.internal"))
+
+    def test_dmi_files(self) -> None:
+        imds = self.healthy()
+        for files, status, finding in [
+            (NITRO, "ok", "an EC2 instance (Nitro): sys_vendor 'Amazon EC2'"),
+            ({f"{DMI}board_vendor": "Amazon EC2"}, "ok", "(Nitro): board_vendor 'Amazon EC2'"),
+            (XEN, "ok", "an EC2 instance (Xen): sys_vendor 'Xen', bios_version '4.11.amazon'"),
+            (LAPTOP, "warn", "not an EC2 instance, by its DMI: sys_vendor 'LENOVO'"),
+            ({}, "skipped", "no DMI files in /sys/class/dmi/id"),
+        ]:
+            with self.subTest(finding):
+                self.assertCheck(self.diagnose(imds.url, files)["ec2"], status, finding)
+        self.assertIn(
+            "AWS_EC2_METADATA_DISABLED=true", self.diagnose(imds.url, LAPTOP)["ec2"].fix or ""
+        )
+
+    def test_clock_skew_by_the_services_date(self) -> None:
+        imds = self.healthy()
+        for offset, status, direction in [
+            (timedelta(minutes=2), "ok", "ahead of"),
+            (timedelta(hours=1), "warn", "ahead of"),
+            (-timedelta(minutes=10), "warn", "behind"),
+        ]:
+            with self.subTest(offset):
+                checks = self.diagnose(imds.url, now=functools.partial(shifted_clock, offset))
+                self.assertCheck(
+                    checks["clock"], status, f"s {direction} the service's, by the Date"
+                )
+        self.assertIn("sudo chronyc makestep", checks["clock"].fix or "")
+
+    def test_clock_skew_by_the_credentials(self) -> None:
+        imds = self.healthy()
+        later = self.now + timedelta(hours=1)
+        imds.put(CREDENTIALS_PATH, fresh_credentials(self.now, LastUpdated=utc_text(later)))
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["clock"],
+            "warn",
+            "behind the service's, by the credentials' LastUpdated",
+            "5 minutes",
+            fix="chronyc",
+        )
+
+    def test_the_clock_without_a_date_header(self) -> None:
+        imds = self.healthy()
+        token_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n%s\r\ntoken"
+        imds.inject("PUT", TOKEN_PATH, raw_answer(token_answer % b""))
+        checks = self.diagnose(imds.url)  # the Date of the GET without a token serves
+        self.assertCheck(checks["clock"], "ok", "by the Date of the service's answer")
+        imds.inject("PUT", TOKEN_PATH, raw_answer(token_answer % b"Date: nonsense\r\n"))
+        refusal = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+        imds.inject("GET", "/latest/meta-data/", raw_answer(refusal))
+        checks = self.diagnose(imds.url)
+        self.assertCheck(checks["clock"], "ok", "past the credentials' LastUpdated and before")
+        imds.inject("PUT", TOKEN_PATH, raw_answer(token_answer % b""))
+        imds.inject("GET", "/latest/meta-data/", raw_answer(refusal))
+        imds.remove("meta-data/iam")
+        checks = self.diagnose(imds.url)
+        self.assertCheck(checks["clock"], "skipped", "nothing from the service")
+
+    def test_a_date_in_minus_0000_is_utc(self) -> None:
+        imds = self.healthy()
+        moment = datetime(2026, 11, 30, 4, 0, 1, tzinfo=timezone.utc)
+        imds.put(CREDENTIALS_PATH, fresh_credentials(moment))
+        date = b"Date: Mon, 30 Nov 2026 04:00:00 -0000\r\n"
+        imds.inject(
+            "PUT", TOKEN_PATH, raw_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n%s\r\nt" % date)
+        )
+        checks = self.diagnose(imds.url, now=lambda: moment)
+        self.assertCheck(checks["clock"], "ok", "the local clock is 1s ahead of the service's")
+
+    def test_invalid_settings_fail_and_skip_the_service(self) -> None:
+        os.environ[TIMEOUT_VARIABLE] = "soon"
+        checks = self.diagnose(f"http://127.0.0.1:{closed_port()}", timeout=None)
+        self.assertCheck(checks["settings"], "fail", TIMEOUT_VARIABLE, fix="correct or unset")
+        self.assertCheck(checks["proxy"], "ok")
+        for name in ("connect", "token", "imdsv1", "tags", "iam-role", "ipv6"):
+            self.assertCheck(checks[name], "skipped", "the settings are invalid")
+
+    def test_the_settings_and_where_they_come_from(self) -> None:
+        imds = self.healthy()
+        os.environ[ATTEMPTS_VARIABLE] = "2"
+        checks = self.diagnose(imds.url, timeout=0.5)
+        self.assertCheck(
+            checks["settings"],
+            "ok",
+            f"endpoint {imds.url} (",
+            "endpoint mode IPv4 (default)",
+            "timeout 0.5s (",
+            "attempts 2 (",
+            "disabled false (default)",
+        )
+
+    def test_disabled_fails_but_the_service_is_still_checked(self) -> None:
+        imds = self.healthy()
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["settings"],
+            "fail",
+            "disabled true",
+            "every metadata read fails",
+            fix="AWS_EC2_METADATA_DISABLED",
+        )
+        self.assertCheck(checks["token"], "ok")
+        self.assertCheck(checks["tags"], "ok")
+
+    def test_ipv6_mode(self) -> None:
+        imds = self.healthy()
+        checks = self.diagnose(imds.url, endpoint_mode="IPv6", ipv6_endpoint=imds.url)
+        self.assertCheck(checks["settings"], "ok", "endpoint mode IPv6")
+        self.assertCheck(checks["ipv6"], "ok", "the endpoint mode is IPv6", "accepts connections")
+        for unreachable in (f"http://127.0.0.1:{closed_port()}", f"http://[::1]:{closed_port()}"):
+            checks = self.diagnose(imds.url, endpoint_mode="IPv6", ipv6_endpoint=unreachable)
+            self.assertCheck(
+                checks["ipv6"],
+                "fail",
+                f"the endpoint mode is IPv6, but the IPv6 endpoint {unreachable} cannot be reached",
+                fix=f"{MODIFY} --http-protocol-ipv6 enabled",
+            )
+
+    def test_an_instance_without_ipv4(self) -> None:
+        imds = self.healthy()
+        imds.remove("meta-data/local-ipv4")
+        checks = self.diagnose(imds.url, ipv6_endpoint=imds.url)
+        self.assertCheck(checks["ipv6"], "ok", "the instance has no IPv4 address", "accepts")
+        checks = self.diagnose(imds.url)
+        self.assertCheck(
+            checks["ipv6"], "warn", "cannot be reached", fix="--http-protocol-ipv6 enabled"
+        )
+
+    def test_an_ipv6_only_instance_on_the_ipv4_endpoint(self) -> None:
+        imds = self.healthy()
+        checks = self.diagnose(f"http://127.0.0.1:{closed_port()}", ipv6_endpoint=imds.url)
+        self.assertCheck(checks["connect"], "fail", "connection refused")
+        self.assertCheck(
+            checks["ipv6"],
+            "warn",
+            "the IPv4 endpoint cannot be reached on this EC2 instance",
+            "accepts connections",
+            fix="export AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6",
+        )
+
+    def test_no_secret_is_ever_printed(self) -> None:
+        imds = self.healthy()
+        secret_json = fresh_credentials(self.now).encode()
+        outputs = [repr(self.diagnose(imds.url))]
+        path = f"/latest/{CREDENTIALS_PATH}"
+        for fault in (
+            Reply(500, secret_json),
+            Reply(200, secret_json[:-5]),
+            Reply(200, json.dumps(dict(CREDENTIALS, Code="Failed")).encode()),
+        ):
+            imds.inject("GET", path, fault)
+            outputs.append(repr(self.diagnose(imds.url)))
+        os.environ[ENDPOINT_VARIABLE] = imds.url
+        outputs += [run_imds("doctor")[1], run_imds("doctor", "--json")[1]]
+        for fault in (Reply(500, secret_json), Reply(200, secret_json)):
+            imds.inject("GET", path, fault)
+            outputs.append(run_imds("doctor")[1])
+        self.assertTrue(any("answered 500" in output for output in outputs))
+        tokens = set(imds.tokens)  # every token issued, those of the doctor's probes too
+        self.assertGreater(len(tokens), 10)
+        for secret in (
+            CREDENTIALS["SecretAccessKey"],
+            CREDENTIALS["Token"],
+            CREDENTIALS["AccessKeyId"],
+            *tokens,
+        ):
+            for output in outputs:
+                self.assertNotIn(secret, output)
+
+
+class DoctorCommandTests(LoopbackTestCase):
+    """``imds doctor``: the table, ``--json``, and the exit status."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        for name in PROXY_VARIABLES:
+            os.environ.pop(name, None)
+        real_ipv6 = mock.patch.dict(
+            ec2_metadata._DEFAULT_ENDPOINTS, ipv6=f"http://127.0.0.1:{closed_port()}"
+        )
+        real_ipv6.start()
+        self.addCleanup(real_ipv6.stop)
+
+    def test_the_table(self) -> None:
+        imds = self.serve()
+        imds.remove("meta-data/tags")
+        status, out, err = run_imds("--endpoint", imds.url, "doctor")
+        self.assertEqual((status, err), (0, ""))
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["CHECK", "STATUS", "FINDING"])
+        self.assertEqual(lines[-2], "")
+        rows = {line.split()[0]: line.split()[1] for line in lines[1:-2] if line[:1].strip()}
+        self.assertEqual(list(rows), DOCTOR_CHECKS)
+        self.assertEqual(rows["tags"], "warn")
+        fix = lines[lines.index(next(line for line in lines if line.startswith("tags"))) + 1]
+        self.assertEqual(fix.split("fix: ")[1], f"{MODIFY} --instance-metadata-tags enabled")
+        self.assertRegex(lines[-1], r"^0 fail, \d+ warn, \d+ ok, \d+ skipped$")
+
+    def test_json_and_exit_status_1_when_a_check_failed(self) -> None:
+        imds = self.serve()
+        imds.inject("PUT", TOKEN_PATH, Reply(403))
+        status, out, err = run_imds("--endpoint", imds.url, "--timeout", "0.5", "doctor", "--json")
+        self.assertEqual((status, err), (1, ""))
+        document = json.loads(out)
+        self.assertFalse(document["ok"])
+        self.assertEqual([check["name"] for check in document["checks"]], DOCTOR_CHECKS)
+        token = document["checks"][DOCTOR_CHECKS.index("token")]
+        self.assertEqual(token["status"], "fail")
+        self.assertEqual(token["fix"], f"{MODIFY} --http-endpoint enabled")
+        self.assertEqual(list(token), ["name", "status", "finding", "fix"])
+        self.assertIn("timeout 0.5s", document["checks"][0]["finding"])
+
+    def test_a_refused_port_exits_1(self) -> None:
+        status, out, _ = run_imds("--endpoint", f"http://127.0.0.1:{closed_port()}", "doctor")
+        self.assertEqual(status, 1)
+        self.assertIn("connection refused", out)
+
+    def test_a_silent_endpoint_with_the_default_timeout_is_bounded(self) -> None:
+        with SilentService() as service:
+            started_at = time.monotonic()
+            status, out, _ = run_imds("--endpoint", service.url, "doctor")
+            elapsed = time.monotonic() - started_at
+        self.assertEqual(status, 1)
+        self.assertRegex(out, r"\ntoken +fail +connected, but ")
+        self.assertLess(elapsed, 6.0)
+
+    def test_help(self) -> None:
+        stdout = io.StringIO()
+        with mock.patch.object(sys, "stdout", stdout), self.assertRaises(SystemExit):
+            ec2_metadata.main(["doctor", "--help"])
+        self.assertIn("--json", stdout.getvalue())
 
 
 class EntryPointTests(LoopbackTestCase):
