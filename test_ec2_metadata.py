@@ -2019,10 +2019,10 @@ class TypedDictTests(unittest.TestCase):
 
     @unittest.skipIf(sys.version_info < (3, 10), "typing.is_typeddict came with Python 3.10")
     def test_typing_says_they_are_typed_dicts(self) -> None:
-        import typing
+        from typing import is_typeddict  # type: ignore[attr-defined,unused-ignore]
 
         for name in TYPED_DICT_NAMES:
-            self.assertTrue(typing.is_typeddict(getattr(ec2_metadata, name)), name)
+            self.assertTrue(is_typeddict(getattr(ec2_metadata, name)), name)
 
     @unittest.skipIf(sys.version_info < (3, 9), "__required_keys__ came with Python 3.9")
     def test_required_and_optional_keys(self) -> None:
