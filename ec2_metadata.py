@@ -40,16 +40,23 @@ if TYPE_CHECKING:  # pragma: no cover
     _T = TypeVar("_T")
 else:
     # Importing typing takes longer than importing all of this module, and nothing here
-    # needs it at run time: annotations stay strings, and the TypedDicts are dict classes.
+    # needs it at run time: annotations stay strings.  The TypedDicts are declared on this
+    # stand-in, and each becomes a real typing.TypedDict when first asked for (see
+    # `_typed_dict`).
     class TypedDict(dict):
         def __init_subclass__(cls, total: bool = True) -> None:
             super().__init_subclass__()
+            cls.__total__ = total
 
     def cast(kind, value):
         return value
 
 
 __all__ = [
+    "TOKEN_HEADER",
+    "TOKEN_HEADER_TTL",
+    "TOKEN_TTL_SECONDS",
+    "BaseLazyObject",
     "Check",
     "EC2Metadata",
     "EC2MetadataConfigError",
@@ -75,6 +82,12 @@ __all__ = [
 ]
 
 __version__ = "1.0.0"
+
+
+def __dir__() -> list[str]:
+    """The public names, without the modules and helpers that the module uses."""
+    dunders = {name for name in globals() if name.startswith("__") and name.endswith("__")}
+    return sorted(dunders.union(__all__))
 
 
 # Errors ------------------------------------------------------------------------------
@@ -176,6 +189,78 @@ class ScheduledEventDict(_ScheduledEventKeys, total=False):
     NotBeforeDeadline: datetime
 
 
+_TYPED_DICT_DECLARATIONS: dict[str, type] = {}
+_TYPED_DICTS: dict[tuple[str, str], type] = {}
+if not TYPE_CHECKING:  # pragma: no branch - always true at run time
+    # At run time the classes above are only the declarations of the public TypedDicts:
+    # taken out of the namespace here, each is built as a real TypedDict by the module's
+    # __getattr__ (PEP 562) when a program first imports or reads it.
+    for declaration in (
+        IamInfoDict,
+        IamSecurityCredentialsDict,
+        InstanceIdentityDocumentDict,
+        _ScheduledEventKeys,
+        ScheduledEventDict,
+    ):
+        _TYPED_DICT_DECLARATIONS[declaration.__name__] = globals().pop(declaration.__name__)
+    del declaration
+
+    def __getattr__(name):
+        if name in _TYPED_DICT_DECLARATIONS and name in __all__:
+            return _typed_dict(name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _typed_dict(name: str, flavour: str = "typing") -> type:
+    """The TypedDict class declared as ``name`` above, built on first use with the
+    TypedDict of module ``flavour``.
+
+    Python 3.7 has no TypedDict: there the declaration, a dict subclass, is the class.
+    """
+    import sys
+
+    if (flavour, name) in _TYPED_DICTS:
+        return _TYPED_DICTS[flavour, name]
+    declaration = _TYPED_DICT_DECLARATIONS[name]
+    if sys.version_info < (3, 8):
+        return declaration  # pragma: no cover - run by the 3.7 tests, not measured there
+    import types
+    import typing
+    from datetime import datetime
+    from importlib import import_module
+
+    module: Any = import_module(flavour)
+    # The annotations are strings such as "list[str] | None"; Python 3.8 can evaluate
+    # neither list[str] nor X | None, so each is evaluated as typing.List[str] and a Union.
+    names: dict[str, Any] = {"__builtins__": {}, "None": None, "str": str}
+    names.update(datetime=datetime, Literal=module.Literal, List=typing.List)
+
+    def evaluate(annotation: str) -> object:
+        options = [eval(part.replace("list[", "List["), names) for part in annotation.split("|")]
+        return typing.Union[tuple(options)] if len(options) > 1 else options[0]
+
+    fields = {key: evaluate(text) for key, text in vars(declaration)["__annotations__"].items()}
+    total = vars(declaration)["__total__"]
+    parent = declaration.__bases__[0].__name__
+    if parent in _TYPED_DICT_DECLARATIONS:
+        body = {"__annotations__": fields, "__module__": __name__, "__doc__": declaration.__doc__}
+        bases = (_typed_dict(parent, flavour),)
+        built = types.new_class(name, bases, {"total": total}, lambda ns: ns.update(body))
+    else:
+        built = module.TypedDict(name, fields, total=total)
+        built.__module__ = __name__
+        built.__doc__ = declaration.__doc__
+    if flavour == "typing" and sys.version_info < (3, 12):
+        # pydantic refuses typing's TypedDicts before Python 3.12 and asks for those of
+        # typing_extensions (which it installs): through its schema hook, it gets one.
+        def pydantic_schema(cls: type, source: object, handler: Callable[[type], Any]) -> Any:
+            return handler(_typed_dict(name, "typing_extensions"))
+
+        built.__get_pydantic_core_schema__ = classmethod(pydantic_schema)  # type: ignore[attr-defined]
+    _TYPED_DICTS[flavour, name] = built
+    return built
+
+
 class _Record:
     """A value made of named fields, compared and shown by them."""
 
@@ -224,9 +309,12 @@ class SpotInstanceAction(_Record):
 _DEFAULT_ENDPOINTS = {"ipv4": "http://169.254.169.254", "ipv6": "http://[fd00:ec2::254]"}
 _DEFAULT_TIMEOUT = 1.0
 _DEFAULT_ATTEMPTS = 3
-_MAX_TOKEN_TTL = 21600
-_TOKEN_HEADER = "X-aws-ec2-metadata-token"
-_TOKEN_TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+TOKEN_TTL_SECONDS = 21600
+"""The longest life a session token may have, in seconds, and the one this client asks for."""
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+TOKEN_HEADER_TTL = "X-aws-ec2-metadata-token-ttl-seconds"
+_TOKEN_HEADER = TOKEN_HEADER
+_TOKEN_TTL_HEADER = TOKEN_HEADER_TTL
 _TOKEN_PATH = "api/token"
 _MAX_BODY = 1024 * 1024
 _MAX_LINES = _MAX_BODY + 64 * 1024  # status, header, chunk-size and trailer lines of an answer
@@ -238,15 +326,17 @@ _HOP_LIMIT_FIX = (
 
 
 class _Settings(_Record):
-    """The settings of a client, resolved from its arguments and the environment."""
+    """The settings of a client, and where each came from (`sources`, for ``imds doctor``)."""
 
     __slots__ = (
         "attempts",
         "base_path",
         "disabled",
         "endpoint",
+        "endpoint_mode",
         "host",
         "port",
+        "sources",
         "timeout",
         "token_ttl",
     )
@@ -255,6 +345,7 @@ class _Settings(_Record):
         self,
         *,
         endpoint: str,
+        endpoint_mode: str,
         host: str,
         port: int,
         base_path: str,
@@ -262,8 +353,10 @@ class _Settings(_Record):
         attempts: int,
         disabled: bool,
         token_ttl: int,
+        sources: dict[str, str],
     ) -> None:
         self.endpoint = endpoint
+        self.endpoint_mode = endpoint_mode
         self.host = host
         self.port = port
         self.base_path = base_path
@@ -271,6 +364,10 @@ class _Settings(_Record):
         self.attempts = attempts
         self.disabled = disabled
         self.token_ttl = token_ttl
+        self.sources = sources
+        """Each setting's name to where its value came from: ``"argument timeout="``,
+        ``"environment variable AWS_METADATA_SERVICE_TIMEOUT"``, ``"config file PATH, profile
+        NAME, key metadata_service_timeout"`` or ``"default"``."""
 
 
 _VARIABLES = {
@@ -281,18 +378,91 @@ _VARIABLES = {
     "disabled": "AWS_EC2_METADATA_DISABLED",
 }
 
+# The keys of the AWS shared config file that the SDKs read for the same settings.
+_CONFIG_KEYS = {
+    "endpoint": "ec2_metadata_service_endpoint",
+    "endpoint_mode": "ec2_metadata_service_endpoint_mode",
+    "timeout": "metadata_service_timeout",
+    "attempts": "metadata_service_num_attempts",
+}
 
-def _setting(
-    options: dict[str, Any], name: str, parse: Callable[[str, str], _T], default: _T
-) -> _T:
-    """The keyword argument if given, else the environment variable, else the default."""
-    if name in options:
-        return parse(str(options[name]), f"the {name}= argument")
-    variable = _VARIABLES.get(name)
-    raw = os.environ.get(variable, "").strip() if variable else ""
-    if not raw:
+
+class _ConfigProfile:
+    """The profile of the AWS shared config file that the SDKs would use, read on first need.
+
+    The file is ``$AWS_CONFIG_FILE`` (default ``~/.aws/config``) and the profile
+    ``$AWS_PROFILE`` (default ``default``).  Like the SDKs, a missing or unreadable file
+    and a missing profile count as empty; a file that is not in the INI format is an error.
+    """
+
+    def __init__(self) -> None:
+        self.path = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+        self.profile = os.environ.get("AWS_PROFILE") or "default"
+        self._values: dict[str, str] | None = None
+
+    def get(self, key: str) -> str:
+        """The key's value in the profile, stripped; "" when it is not there."""
+        if self._values is None:
+            self._values = self._read()
+        return self._values.get(key, "").strip()
+
+    def where(self, key: str) -> str:
+        return f"config file {self.path}, profile {self.profile}, key {key}"
+
+    def _read(self) -> dict[str, str]:
+        try:
+            with open(self.path, encoding="utf-8") as file:  # the one stat when there is none
+                text = file.read()
+        except (OSError, UnicodeDecodeError):
+            return {}
+        from configparser import ConfigParser, Error
+
+        parser = ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(text, self.path)
+        except Error as error:
+            problem = str(error).splitlines()[0]
+            raise EC2MetadataConfigError(
+                f"the AWS config file {self.path} cannot be read as an INI file ({problem}); "
+                "fix it, or point AWS_CONFIG_FILE at another file"
+            ) from None
+        sections = [f"profile {self.profile}"]
+        if self.profile == "default":
+            sections.append("default")
+        for section in sections:
+            if parser.has_section(section):
+                return dict(parser.items(section))
+        return {}
+
+
+class _SettingSources:
+    """Reads each setting from the first source that has it, and remembers which one.
+
+    The sources, strongest first: the keyword arguments, the environment variables, the
+    AWS config file, the defaults.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+        self._config = _ConfigProfile()
+        self.used: dict[str, str] = {}
+
+    def get(self, name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+        if name in self._options:
+            self.used[name] = f"argument {name}="
+            return parse(str(self._options[name]), f"the {name}= argument")
+        variable = _VARIABLES.get(name, "")
+        raw = os.environ.get(variable, "").strip() if variable else ""
+        if raw:
+            self.used[name] = f"environment variable {variable}"
+            return parse(raw, variable)
+        key = _CONFIG_KEYS.get(name, "")
+        raw = self._config.get(key) if key else ""
+        if raw:
+            self.used[name] = self._config.where(key)
+            return parse(raw, f"{key} in profile {self._config.profile!r} of {self._config.path}")
+        self.used[name] = "default"
         return default
-    return parse(raw, cast(str, variable))
 
 
 def _parse_timeout(raw: str, source: str) -> float:
@@ -332,49 +502,94 @@ def _parse_mode(raw: str, source: str) -> str:
     return raw.lower()
 
 
+def _without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``: it may be a secret."""
+    scheme, separator, rest = url.rpartition("://")
+    authority_end = min((rest.find(mark) for mark in "/?#" if mark in rest), default=len(rest))
+    at = rest.rfind("@", 0, authority_end)
+    if at < 0:
+        return url
+    return f"{scheme}{separator}***{rest[at:]}"
+
+
+_HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._:%")
+
+
 def _parse_endpoint(raw: str, source: str) -> tuple[str, str, int, str]:
-    """Split an endpoint URL into (URL without trailing slash, host, port, path prefix)."""
+    """Split an endpoint URL into (URL without trailing slash, host, port, path prefix).
+
+    Everything that would fail only at the first connection is refused here instead, and
+    no message repeats the URL's user-info, which may be a password.
+    """
     from urllib.parse import urlsplit
 
     problem = ""
     try:
+        raw.encode("ascii")
         parts = urlsplit(raw)
-        port = parts.port or 80
+        port = parts.port
+    except UnicodeEncodeError:
+        problem = "it has characters that are not ASCII"
     except ValueError as error:
-        problem = str(error)
+        problem = str(error).replace(raw, _without_userinfo(raw))
     else:
         if parts.scheme != "http":
             problem = "the scheme must be http:// (the service speaks plain HTTP)"
+        elif parts.username is not None or parts.password is not None:
+            problem = "it may not carry a user name or password"
         elif not parts.hostname:
             problem = "it names no host"
-        elif parts.query or parts.fragment or parts.username or parts.password:
-            problem = "it may not carry a query, a fragment or credentials"
+        elif not set(parts.hostname) <= _HOST_CHARACTERS:
+            problem = "its host is not a host name or an IP address"
+        elif port == 0:
+            problem = "port 0 cannot be connected to"
+        elif parts.query or parts.fragment or raw.endswith(("?", "#")):
+            problem = "it may not carry a query or a fragment"
+        elif parts.path.rstrip("/").endswith("/latest"):
+            problem = "leave out the /latest: the client adds it to every path"
     if problem:
         raise EC2MetadataConfigError(
-            f"{source} must be a URL such as http://127.0.0.1:1338, not {raw!r}: {problem}"
+            f"{source} must be a URL such as http://127.0.0.1:1338, "
+            f"not {_without_userinfo(raw)!r}: {problem}"
         )
-    base_path = parts.path.rstrip("/")
-    return raw.rstrip("/"), cast(str, parts.hostname), port, base_path
+    return raw.rstrip("/"), cast(str, parts.hostname), port or 80, parts.path.rstrip("/")
+
+
+_parse_attempts = _positive_int_parser(1000)
+_parse_token_ttl = _positive_int_parser(TOKEN_TTL_SECONDS)
+_PARSERS: dict[str, Callable[[str, str], object]] = {
+    "endpoint": _parse_endpoint,
+    "endpoint_mode": _parse_mode,
+    "timeout": _parse_timeout,
+    "attempts": _parse_attempts,
+    "disabled": _parse_disabled,
+    "token_ttl": _parse_token_ttl,
+}
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """Raise `EC2MetadataConfigError` for a keyword argument that cannot be used."""
+    for name, value in options.items():
+        _PARSERS[name](str(value), f"the {name}= argument")
 
 
 def _resolve_settings(options: dict[str, Any]) -> _Settings:
-    """The client's settings: each from its keyword argument, else the environment."""
-    mode = _setting(options, "endpoint_mode", _parse_mode, "ipv4")
+    """The client's settings, each from the strongest source that has it."""
+    sources = _SettingSources(options)
+    mode = sources.get("endpoint_mode", _parse_mode, "ipv4")
     default_endpoint = _parse_endpoint(_DEFAULT_ENDPOINTS[mode], "default")
-    endpoint, host, port, base_path = _setting(
-        options, "endpoint", _parse_endpoint, default_endpoint
-    )
+    endpoint, host, port, base_path = sources.get("endpoint", _parse_endpoint, default_endpoint)
     return _Settings(
         endpoint=endpoint,
+        endpoint_mode=mode,
         host=host,
         port=port,
         base_path=base_path,
-        timeout=_setting(options, "timeout", _parse_timeout, _DEFAULT_TIMEOUT),
-        attempts=_setting(options, "attempts", _positive_int_parser(1000), _DEFAULT_ATTEMPTS),
-        disabled=_setting(options, "disabled", _parse_disabled, False),
-        token_ttl=_setting(
-            options, "token_ttl", _positive_int_parser(_MAX_TOKEN_TTL), _MAX_TOKEN_TTL
-        ),
+        timeout=sources.get("timeout", _parse_timeout, _DEFAULT_TIMEOUT),
+        attempts=sources.get("attempts", _parse_attempts, _DEFAULT_ATTEMPTS),
+        disabled=sources.get("disabled", _parse_disabled, False),
+        token_ttl=sources.get("token_ttl", _parse_token_ttl, TOKEN_TTL_SECONDS),
+        sources=sources.used,
     )
 
 
@@ -768,16 +983,16 @@ def _utc_datetime(value: object) -> datetime:
 
 
 def _identity_document(text: str) -> InstanceIdentityDocumentDict:
-    return cast(InstanceIdentityDocumentDict, _json_object(text, "accountId", "region"))
+    return cast("InstanceIdentityDocumentDict", _json_object(text, "accountId", "region"))
 
 
 def _iam_info(text: str) -> IamInfoDict:
-    return cast(IamInfoDict, _json_object(text, "InstanceProfileArn", "InstanceProfileId"))
+    return cast("IamInfoDict", _json_object(text, "InstanceProfileArn", "InstanceProfileId"))
 
 
 def _credentials(text: str) -> IamSecurityCredentialsDict:
     required = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
-    return cast(IamSecurityCredentialsDict, _json_object(text, *required))
+    return cast("IamSecurityCredentialsDict", _json_object(text, *required))
 
 
 def _spot_action(text: str) -> SpotInstanceAction:
@@ -864,6 +1079,9 @@ class _Node:
             return None
 
 
+BaseLazyObject = _Node  # ec2-metadata's name for it
+
+
 def _field(path: str, parse: Callable[[str], _T]) -> cached_property[_T]:
     """A cached attribute read from ``path``; a 404 raises `EC2MetadataNotFoundError`."""
 
@@ -894,11 +1112,30 @@ def _list_field(path: str) -> cached_property[list[str]]:
     return cached_property(read)
 
 
+def _check_connection_maker(name: str, given: object) -> None:
+    """Refuse a ``session``/``pool_manager`` argument that is no requests or urllib3 object.
+
+    Such a value is a mistake, most often an endpoint passed by position, which would
+    otherwise be ignored while the client read another service.
+    """
+    if given is None or callable(getattr(given, "request", None)):
+        return
+    if isinstance(given, str):
+        hint = f"; to read the service at that URL, pass endpoint={_without_userinfo(given)!r}"
+    else:
+        hint = "; to point the client at another service, pass endpoint="
+    raise EC2MetadataConfigError(
+        f"the {name} argument must be a requests.Session or urllib3.PoolManager (kept for code "
+        f"written for ec2-metadata 2.x and 3.x), not {type(given).__name__}{hint}"
+    )
+
+
 class EC2Metadata(_Node):
     """The metadata of the EC2 instance this program runs on.
 
     Attributes are fetched on first access and cached, except those documented as
-    uncached.  The keyword arguments override the environment variables of the AWS SDKs:
+    uncached.  The keyword arguments override the environment variables of the AWS SDKs,
+    which override the keys of the AWS config file (see the README):
 
     - ``endpoint``: a URL such as ``http://127.0.0.1:1338`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT``)
     - ``endpoint_mode``: ``"IPv4"`` or ``"IPv6"`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE``)
@@ -907,8 +1144,12 @@ class EC2Metadata(_Node):
     - ``disabled``: refuse every request (``AWS_EC2_METADATA_DISABLED``)
     - ``token_ttl``: seconds a session token lives, 1 to 21600 (default 21600)
 
-    ``session`` and ``pool_manager`` exist for code written for ec2-metadata 2.x and 3.x;
-    this client makes its own connection, so passing one only gives a warning.
+    ``session`` (a ``requests.Session``, ec2-metadata 2.x) and ``pool_manager`` (a
+    ``urllib3.PoolManager``, 3.x) are accepted for code written for those packages; this
+    client makes its own connection, so passing one only gives a warning.
+
+    A keyword argument that cannot be used raises `EC2MetadataConfigError` at once; the
+    environment and the AWS config file are read at the first request.
     """
 
     def __init__(
@@ -923,6 +1164,8 @@ class EC2Metadata(_Node):
         token_ttl: int | None = None,
         pool_manager: object = None,
     ) -> None:
+        for name, given in (("session", session), ("pool_manager", pool_manager)):
+            _check_connection_maker(name, given)
         if session is not None or pool_manager is not None:
             import warnings
 
@@ -940,6 +1183,7 @@ class EC2Metadata(_Node):
             "token_ttl": token_ttl,
         }
         self._options = {name: value for name, value in given.items() if value is not None}
+        _check_options(self._options)
         self._transport = _Transport(self._options)
         self._prefix = ""
 
@@ -962,10 +1206,60 @@ class EC2Metadata(_Node):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # ec2-metadata's URL attributes.  Code written for it points the client elsewhere by
+    # assigning one (``client.service_url = "http://127.0.0.1:1338/latest/"``): here that
+    # sets the endpoint that every later request goes to.
+
     @property
     def service_url(self) -> str:
         """The URL every path is read under, e.g. ``http://169.254.169.254/latest/``."""
         return f"{self._transport.settings.endpoint}/latest/"
+
+    @service_url.setter
+    def service_url(self, url: str) -> None:
+        self._point_at(url, "service_url", "")
+
+    @property
+    def metadata_url(self) -> str:
+        """`service_url` + ``meta-data/``; assigning it sets the endpoint."""
+        return f"{self.service_url}meta-data/"
+
+    @metadata_url.setter
+    def metadata_url(self, url: str) -> None:
+        self._point_at(url, "metadata_url", "meta-data/")
+
+    @property
+    def dynamic_url(self) -> str:
+        """`service_url` + ``dynamic/``; assigning it sets the endpoint."""
+        return f"{self.service_url}dynamic/"
+
+    @dynamic_url.setter
+    def dynamic_url(self, url: str) -> None:
+        self._point_at(url, "dynamic_url", "dynamic/")
+
+    @property
+    def userdata_url(self) -> str:
+        """`service_url` + ``user-data/``; assigning it sets the endpoint."""
+        return f"{self.service_url}user-data/"
+
+    @userdata_url.setter
+    def userdata_url(self, url: str) -> None:
+        self._point_at(url, "userdata_url", "user-data/")
+
+    def _point_at(self, url: object, attribute: str, below_latest: str) -> None:
+        """Use the endpoint that ``url`` (a URL attribute's new value) is under."""
+        suffix = "/latest/" + below_latest
+        text = url if isinstance(url, str) else ""
+        if not text.rstrip("/").endswith(suffix.rstrip("/")):
+            shown = _without_userinfo(text) if text else url
+            raise EC2MetadataConfigError(
+                f"{attribute} must be a URL ending in {suffix}, such as "
+                f"http://127.0.0.1:1338{suffix}, not {shown!r}"
+            )
+        endpoint = text.rstrip("/")[: -len(suffix.rstrip("/"))]
+        _parse_endpoint(endpoint, f"the endpoint of {attribute}")
+        self._options["endpoint"] = endpoint
+        self._transport.reset()
 
     ami_id = _field("meta-data/ami-id", str)
     ami_launch_index = _field("meta-data/ami-launch-index", int)
@@ -1498,9 +1792,9 @@ class _Doctor:
         except EC2MetadataConfigError as error:
             return Check("settings", _FAIL, str(error), "correct or unset that setting")
         self.settings = settings
-        self.mode = str(getattr(settings, "endpoint_mode", "ipv4"))
+        self.mode = settings.endpoint_mode
         self.wait = min(settings.timeout, _DOCTOR_MAX_WAIT)
-        sources: dict[str, str] = getattr(settings, "sources", {})
+        sources = settings.sources
         shown = {
             "endpoint": settings.endpoint,
             "endpoint_mode": "IPv6" if self.mode == "ipv6" else "IPv4",
@@ -1509,11 +1803,10 @@ class _Doctor:
             "disabled": str(settings.disabled).lower(),
         }
         finding = "; ".join(
-            f"{name.replace('_', ' ')} {value} ({sources.get(name, 'default')})"
-            for name, value in shown.items()
+            f"{name.replace('_', ' ')} {value} ({sources[name]})" for name, value in shown.items()
         )
         if settings.disabled:
-            source = sources.get("disabled", "AWS_EC2_METADATA_DISABLED")
+            source = sources["disabled"]
             return Check(
                 "settings",
                 _FAIL,
@@ -2071,9 +2364,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    client = EC2Metadata(endpoint=args.endpoint, timeout=args.timeout)
     errors: dict[str, str] = {}  # attributes inside a value that failed, and why
     try:
+        client = EC2Metadata(endpoint=args.endpoint, timeout=args.timeout)
         if args.command == "get":
             name = attribute(args.name)
             value = client.fetch_bytes(args.name) if name is None else getattr(client, name)

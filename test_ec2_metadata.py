@@ -24,6 +24,7 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -840,6 +841,11 @@ SETTING_VARIABLES = (
     "AWS_EC2_METADATA_DISABLED",
     "AWS_METADATA_SERVICE_TIMEOUT",
     "AWS_METADATA_SERVICE_NUM_ATTEMPTS",
+    "AWS_PROFILE",
+)
+# Tests never read the AWS config file of whoever runs them: this path does not exist.
+NO_CONFIG_FILE = os.path.join(
+    tempfile.gettempdir(), f"ec2-metadata-tests-{os.getpid()}-none", "config"
 )
 
 ATTRIBUTES = {
@@ -961,6 +967,7 @@ class LoopbackTestCase(unittest.TestCase):
         self.addCleanup(environment.stop)
         for name in SETTING_VARIABLES:
             os.environ.pop(name, None)
+        os.environ["AWS_CONFIG_FILE"] = NO_CONFIG_FILE
         ec2_metadata.ec2_metadata.clear_all()
         self.addCleanup(ec2_metadata.ec2_metadata.clear_all)
         self.addCleanup(self.assert_only_loopback)
@@ -1614,7 +1621,8 @@ class ConfigurationTests(LoopbackTestCase):
             ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"),
             ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:99999"),
             ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1338/?x=1"),
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://user:pw@127.0.0.1:1338"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1338/latest"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:0"),
             ("AWS_EC2_METADATA_DISABLED", "yes"),
         ]
         for variable, value in cases:
@@ -1657,7 +1665,10 @@ class ConfigurationTests(LoopbackTestCase):
 
     def test_session_and_pool_manager_warn_and_are_ignored(self) -> None:
         imds = self.serve()
-        cases: tuple[dict[str, Any], ...] = ({"session": object()}, {"pool_manager": object()})
+        cases: tuple[dict[str, Any], ...] = (
+            {"session": ConnectionMaker()},
+            {"pool_manager": ConnectionMaker()},
+        )
         for arguments in cases:
             with self.subTest(next(iter(arguments))), warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always", UserWarning)
@@ -1669,6 +1680,401 @@ class ConfigurationTests(LoopbackTestCase):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             EC2Metadata(session=None)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", UserWarning)
+            client = EC2Metadata(ConnectionMaker(), endpoint=imds.url)  # 2.x and 3.x: by position
+        self.assertEqual(len(seen), 1)
+        self.assertEqual(client.region, "eu-west-1")
+
+    def test_what_cannot_be_a_session_or_pool_manager_is_refused(self) -> None:
+        imds = self.serve()
+        with self.assertRaises(EC2MetadataConfigError) as caught:
+            EC2Metadata(imds.url)
+        message = str(caught.exception)
+        self.assertIn("requests.Session or urllib3.PoolManager", message)
+        self.assertIn(f"endpoint={imds.url!r}", message)
+        with self.assertRaises(EC2MetadataConfigError) as caught:
+            EC2Metadata(pool_manager=42)
+        self.assertIn("the pool_manager argument", str(caught.exception))
+        self.assertIn(
+            "not int; to point the client at another service, pass endpoint=", str(caught.exception)
+        )
+        with self.assertRaises(EC2MetadataConfigError) as caught:
+            EC2Metadata("http://me:hunter2@127.0.0.1:1338")
+        self.assertNotIn("hunter2", str(caught.exception))
+        self.assertEqual(imds.count(), 0)
+
+    def test_keyword_arguments_are_checked_when_the_client_is_made(self) -> None:
+        with self.assertRaises(EC2MetadataConfigError) as caught:
+            EC2Metadata(timeout=0)
+        self.assertIn("the timeout= argument", str(caught.exception))
+
+    def test_an_unusable_endpoint_is_refused_before_any_connection(self) -> None:
+        imds = self.serve()
+        port = imds.url.rsplit(":", 1)[1]
+        cases = {
+            f"http://127.0.0.1:{port}/latest": "leave out the /latest",
+            f"http://127.0.0.1:{port}/latest/": "leave out the /latest",
+            f"http://127.0.0.1:{port}/imds/latest": "leave out the /latest",
+            f"http://127.0.0.1:{port}/?": "query or a fragment",
+            f"http://127.0.0.1:{port}#": "query or a fragment",
+            "http://127.0.0.1:0": "port 0",
+            f"http://127.0.0.1:{port}\udcff": "not ASCII",
+            f"http://h\u00f6st:{port}": "not ASCII",
+            f"http://a b:{port}": "not a host name or an IP address",
+            f"http://127.0.0.1:{port}x": "Port",
+        }
+        for endpoint, problem in cases.items():
+            with self.subTest(endpoint):
+                with self.assertRaises(EC2MetadataConfigError) as caught:
+                    EC2Metadata(endpoint=endpoint)
+                self.assertIn(problem, str(caught.exception))
+                os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = endpoint
+                with self.assertRaises(EC2MetadataConfigError) as caught:
+                    EC2Metadata().instance_id
+                self.assertIn("AWS_EC2_METADATA_SERVICE_ENDPOINT", str(caught.exception))
+        self.assertEqual((imds.count(), imds.connections), (0, 0))
+
+    def test_the_user_info_of_an_endpoint_is_never_shown(self) -> None:
+        secret = "s3cr3t-pa55"
+        endpoints = (
+            f"http://admin:{secret}@127.0.0.1:1338",
+            f"http://{secret}@127.0.0.1:1338/imds",
+            f"http://admin:{secret}@127.0.0.1:99999",
+            f"http://admin:{secret}@127.0.0.1:1338/latest",
+            f"https://admin:{secret}@127.0.0.1:1338",
+        )
+        log = io.StringIO()
+        handler = logging.StreamHandler(log)
+        logging.getLogger("ec2_metadata").addHandler(handler)
+        self.addCleanup(logging.getLogger("ec2_metadata").removeHandler, handler)
+        for endpoint in endpoints:
+            with self.subTest(endpoint):
+                with self.assertRaises(EC2MetadataConfigError) as caught:
+                    EC2Metadata(endpoint=endpoint)
+                self.assertNotIn(secret, str(caught.exception))
+                self.assertIn("***@127.0.0.1", str(caught.exception))
+                os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = endpoint
+                with self.assertRaises(EC2MetadataConfigError) as caught:
+                    EC2Metadata().instance_id
+                self.assertNotIn(secret, str(caught.exception))
+                client = EC2Metadata()
+                with self.assertRaises(EC2MetadataConfigError) as caught:
+                    client.service_url = endpoint + "/latest/"
+                self.assertNotIn(secret, str(caught.exception))
+        self.assertNotIn(secret, log.getvalue())
+
+
+class ConnectionMaker:
+    """Stands for a requests.Session or urllib3.PoolManager: something with request()."""
+
+    def request(self, *args: object, **kwargs: object) -> None:  # pragma: no cover - never called
+        raise AssertionError("ec2_metadata must never use a session or pool manager")
+
+
+class ConfigFileTests(LoopbackTestCase):
+    """The AWS shared config file, read as the SDKs read it, below the environment."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        self.path = os.path.join(directory.name, "config")
+        os.environ["AWS_CONFIG_FILE"] = self.path
+
+    def write(self, text: str) -> None:
+        with open(self.path, "w", encoding="utf-8") as file:
+            file.write(text)
+
+    def test_each_key_is_read_from_the_default_profile(self) -> None:
+        imds = self.serve()
+        self.write(
+            "[default]\n"
+            f"ec2_metadata_service_endpoint = {imds.url}\n"
+            "ec2_metadata_service_endpoint_mode = IPv6\n"
+            "metadata_service_timeout = 2.5\n"
+            "metadata_service_num_attempts = 4\n"
+            "region = eu-west-1\n"
+        )
+        client = EC2Metadata()
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        settings = client._transport.settings
+        self.assertEqual(
+            (settings.endpoint_mode, settings.timeout, settings.attempts), ("ipv6", 2.5, 4)
+        )
+        where = f"config file {self.path}, profile default, key "
+        self.assertEqual(
+            settings.sources,
+            {
+                "endpoint_mode": where + "ec2_metadata_service_endpoint_mode",
+                "endpoint": where + "ec2_metadata_service_endpoint",
+                "timeout": where + "metadata_service_timeout",
+                "attempts": where + "metadata_service_num_attempts",
+                "disabled": "default",
+                "token_ttl": "default",
+            },
+        )
+
+    def test_the_profile_named_by_aws_profile(self) -> None:
+        self.write(
+            "[default]\nmetadata_service_timeout = 2\n\n"
+            "[profile batch]\nmetadata_service_timeout = 7\n\n"
+            "[profile default]\nmetadata_service_num_attempts = 2\n"
+        )
+        self.assertEqual(EC2Metadata()._transport.settings.attempts, 2)
+        os.environ["AWS_PROFILE"] = "batch"
+        self.assertEqual(EC2Metadata()._transport.settings.timeout, 7.0)
+        os.environ["AWS_PROFILE"] = "missing"
+        self.assertEqual(EC2Metadata()._transport.settings.timeout, 1.0)
+
+    def test_arguments_beat_the_environment_which_beats_the_file(self) -> None:
+        self.write("[default]\nmetadata_service_timeout = 3\nmetadata_service_num_attempts = 5\n")
+        os.environ["AWS_METADATA_SERVICE_TIMEOUT"] = "4"
+        settings = EC2Metadata()._transport.settings
+        self.assertEqual((settings.timeout, settings.attempts), (4.0, 5))
+        self.assertEqual(
+            settings.sources["timeout"], "environment variable AWS_METADATA_SERVICE_TIMEOUT"
+        )
+        settings = EC2Metadata(timeout=6, attempts=1)._transport.settings
+        self.assertEqual((settings.timeout, settings.attempts), (6.0, 1))
+        self.assertEqual(settings.sources["attempts"], "argument attempts=")
+
+    def test_an_unusable_value_names_the_file_the_profile_and_the_key(self) -> None:
+        self.write("[profile batch]\nmetadata_service_num_attempts = many\n")
+        os.environ["AWS_PROFILE"] = "batch"
+        with self.assertRaises(EC2MetadataConfigError) as caught:
+            EC2Metadata().instance_id
+        self.assertEqual(
+            str(caught.exception),
+            f"metadata_service_num_attempts in profile 'batch' of {self.path} must be a whole "
+            "number from 1 to 1000, not 'many'",
+        )
+
+    def test_a_file_that_is_not_ini_is_an_error_naming_it(self) -> None:
+        self.write("metadata_service_timeout = 3\n")
+        with self.assertRaises(EC2MetadataConfigError) as caught:
+            EC2Metadata().instance_id
+        self.assertIn(f"the AWS config file {self.path} cannot be read", str(caught.exception))
+        self.assertIn("AWS_CONFIG_FILE", str(caught.exception))
+
+    def test_a_file_that_cannot_be_read_counts_as_empty_as_in_the_sdks(self) -> None:
+        with open(self.path, "wb") as file:
+            file.write(b"[default]\nmetadata_service_timeout = \xff\n")
+        self.assertEqual(EC2Metadata()._transport.settings.timeout, 1.0)
+        os.environ["AWS_CONFIG_FILE"] = os.path.dirname(self.path)  # a directory
+        self.assertEqual(EC2Metadata()._transport.settings.timeout, 1.0)
+
+    def test_the_file_is_read_at_the_first_request_and_after_clear_all(self) -> None:
+        imds = self.serve()
+        opened: list[str] = []
+        real_open = open
+
+        def counting_open(path: str, *args: Any, **kwargs: Any) -> Any:
+            opened.append(path)
+            return real_open(path, *args, **kwargs)
+
+        with mock.patch("builtins.open", counting_open):
+            client = EC2Metadata(endpoint=imds.url)
+            self.assertEqual(opened, [])  # not when the client is made
+            client.instance_id
+            client.region
+            self.assertEqual(opened, [self.path])  # one try when there is no file
+            self.write("[default]\nmetadata_service_num_attempts = 9\n")
+            self.assertEqual(client._transport.settings.attempts, 3)
+            client.clear_all()
+            self.assertEqual(client._transport.settings.attempts, 9)
+
+    def test_the_home_directory_is_the_default(self) -> None:
+        del os.environ["AWS_CONFIG_FILE"]
+        home = os.path.dirname(self.path)
+        os.makedirs(os.path.join(home, ".aws"))
+        with open(os.path.join(home, ".aws", "config"), "w", encoding="utf-8") as file:
+            file.write("[default]\nmetadata_service_timeout = 8\n")
+        with mock.patch.dict(os.environ, {"HOME": home}):
+            settings = EC2Metadata()._transport.settings
+        self.assertEqual(settings.timeout, 8.0)
+        self.assertIn(os.path.join(home, ".aws", "config"), settings.sources["timeout"])
+
+
+class UrlAttributeTests(LoopbackTestCase):
+    """ec2-metadata's URL attributes, which code written for it assigns to use a mock."""
+
+    def test_the_url_attributes(self) -> None:
+        client = EC2Metadata(endpoint="http://127.0.0.1:1338/")
+        base = "http://127.0.0.1:1338/latest/"
+        self.assertEqual(
+            (client.service_url, client.metadata_url, client.dynamic_url, client.userdata_url),
+            (base, base + "meta-data/", base + "dynamic/", base + "user-data/"),
+        )
+
+    def test_assigning_a_url_points_later_requests_at_its_endpoint(self) -> None:
+        first, second = self.serve(), self.serve()
+        second.put("meta-data/instance-id", "i-second")
+        second.put("user-data", b"second")
+        client = EC2Metadata(endpoint=first.url)
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        client.service_url = second.url + "/latest/"
+        self.assertEqual(client.service_url, second.url + "/latest/")
+        self.assertEqual(client.fetch("meta-data/instance-id"), "i-second")
+        client.metadata_url = first.url + "/latest/meta-data/"
+        self.assertEqual(client.fetch("meta-data/instance-id"), "i-0123456789abcdef0")
+        client.dynamic_url = second.url + "/latest/dynamic"
+        client.userdata_url = second.url + "/latest/user-data/"
+        self.assertEqual(client.user_data, b"second")
+        self.assertEqual((first.count("PUT"), second.count("PUT")), (2, 2))
+
+    def test_a_url_that_cannot_be_an_endpoint_is_refused(self) -> None:
+        client = EC2Metadata(endpoint="http://127.0.0.1:1338")
+        cases = {
+            "service_url": "http://127.0.0.1:1338/",
+            "metadata_url": "http://127.0.0.1:1338/latest/",
+            "dynamic_url": "ftp://127.0.0.1:1338/latest/dynamic/",
+            "userdata_url": None,
+        }
+        for attribute, url in cases.items():
+            with self.subTest(attribute), self.assertRaises(EC2MetadataConfigError) as caught:
+                setattr(client, attribute, url)
+            self.assertIn(attribute, str(caught.exception))
+        self.assertEqual(client.service_url, "http://127.0.0.1:1338/latest/")
+
+
+class ModuleNamespaceTests(unittest.TestCase):
+    """Drop-in: every public name of ec2-metadata 2.14 and 3.0, and a clean namespace."""
+
+    UPSTREAM_NAMES = (
+        "BaseLazyObject",
+        "EC2Metadata",
+        "IamInfoDict",
+        "IamSecurityCredentialsDict",
+        "InstanceIdentityDocumentDict",
+        "InstanceTags",
+        "NetworkInterface",
+        "PublicKey",
+        "SpotInstanceAction",
+        "TOKEN_HEADER",
+        "TOKEN_HEADER_TTL",
+        "TOKEN_TTL_SECONDS",
+        "ec2_metadata",
+    )
+
+    def test_every_upstream_name(self) -> None:
+        for name in self.UPSTREAM_NAMES:
+            self.assertIn(name, dir(ec2_metadata))
+            self.assertIsNotNone(getattr(ec2_metadata, name))
+        self.assertEqual(ec2_metadata.TOKEN_TTL_SECONDS, 21600)
+        self.assertEqual(ec2_metadata.TOKEN_HEADER, TOKEN_HEADER)
+        self.assertEqual(ec2_metadata.TOKEN_HEADER_TTL, TTL_HEADER)
+        self.assertTrue(issubclass(EC2Metadata, ec2_metadata.BaseLazyObject))
+
+    def test_dir_shows_the_public_names_only(self) -> None:
+        names = dir(ec2_metadata)
+        self.assertLessEqual(set(ec2_metadata.__all__), set(names))
+        for helper in ("os", "time", "cache", "cast", "TYPE_CHECKING", "TypedDict", "_Transport"):
+            self.assertNotIn(helper, names)
+        for name in ec2_metadata.__all__:
+            getattr(ec2_metadata, name)
+        with self.assertRaises(AttributeError):
+            ec2_metadata.NoSuchName  # type: ignore[attr-defined]
+        with self.assertRaises(AttributeError):
+            ec2_metadata._ScheduledEventKeys
+
+
+def installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+TYPED_DICT_NAMES = (
+    "IamInfoDict",
+    "IamSecurityCredentialsDict",
+    "InstanceIdentityDocumentDict",
+    "ScheduledEventDict",
+)
+
+
+@unittest.skipIf(sys.version_info < (3, 8), "Python 3.7 has no typing.TypedDict")
+class TypedDictTests(unittest.TestCase):
+    """The public TypedDicts are real TypedDicts at run time, built on first access."""
+
+    def test_they_are_typed_dicts(self) -> None:
+        import typing
+
+        for name in TYPED_DICT_NAMES:
+            cls = getattr(ec2_metadata, name)
+            self.assertEqual((cls.__name__, cls.__module__), (name, "ec2_metadata"))
+            hints = typing.get_type_hints(cls)
+            self.assertIn(hints, [dict(cls.__annotations__)])
+            value = cls(**dict.fromkeys(hints, "x"))
+            self.assertIs(type(value), dict)
+        hints = typing.get_type_hints(ec2_metadata.InstanceIdentityDocumentDict)
+        self.assertEqual(hints["billingProducts"], typing.Optional[typing.List[str]])
+        self.assertEqual(
+            typing.get_args(hints["architecture"]) if sys.version_info >= (3, 8) else (),
+            ("i386", "x86_64", "arm64"),
+        )
+        self.assertEqual(
+            typing.get_type_hints(ec2_metadata.ScheduledEventDict)["NotBefore"], datetime
+        )
+
+    @unittest.skipIf(sys.version_info < (3, 10), "typing.is_typeddict came with Python 3.10")
+    def test_typing_says_they_are_typed_dicts(self) -> None:
+        from typing import is_typeddict  # type: ignore[attr-defined,unused-ignore]
+
+        for name in TYPED_DICT_NAMES:
+            self.assertTrue(is_typeddict(getattr(ec2_metadata, name)), name)
+
+    @unittest.skipIf(sys.version_info < (3, 9), "__required_keys__ came with Python 3.9")
+    def test_required_and_optional_keys(self) -> None:
+        events = ec2_metadata.ScheduledEventDict
+        self.assertEqual(
+            events.__required_keys__,
+            frozenset({"Code", "Description", "EventId", "NotBefore", "State"}),
+        )
+        self.assertEqual(events.__optional_keys__, frozenset({"NotAfter", "NotBeforeDeadline"}))
+        info = ec2_metadata.IamInfoDict
+        self.assertEqual(
+            info.__required_keys__,
+            frozenset({"InstanceProfileArn", "InstanceProfileId", "LastUpdated"}),
+        )
+
+    def test_each_is_built_once(self) -> None:
+        from ec2_metadata import IamInfoDict
+
+        self.assertIs(ec2_metadata.IamInfoDict, IamInfoDict)
+
+    @unittest.skipUnless(installed("typing_extensions"), "typing_extensions is not installed")
+    def test_typing_extensions_flavour_has_the_same_keys(self) -> None:
+        import typing_extensions
+
+        built = ec2_metadata._typed_dict("ScheduledEventDict", "typing_extensions")
+        self.assertTrue(typing_extensions.is_typeddict(built))
+        self.assertEqual(
+            typing_extensions.get_type_hints(built),
+            typing_extensions.get_type_hints(ec2_metadata.ScheduledEventDict),
+        )
+
+    @unittest.skipUnless(installed("pydantic"), "pydantic is not installed")
+    def test_pydantic_builds_a_schema_from_them(self) -> None:
+        import pydantic
+
+        adapter = pydantic.TypeAdapter(ec2_metadata.ScheduledEventDict)
+        times = {"NotBefore": "2026-12-04T09:00:00Z", "NotAfter": "2026-12-04T11:00:00Z"}
+        event = adapter.validate_python({**SCHEDULED_EVENT, **times})
+        self.assertEqual(event["NotBefore"], datetime(2026, 12, 4, 9, tzinfo=timezone.utc))
+        with self.assertRaises(pydantic.ValidationError):
+            pydantic.TypeAdapter(ec2_metadata.IamInfoDict).validate_python({"InstanceProfileId": 1})
+
+    def test_importing_the_module_does_not_import_typing(self) -> None:
+        code = "import sys, ec2_metadata; print('typing' in sys.modules)"
+        output = subprocess.run(
+            [sys.executable, "-E", "-S", "-c", code],
+            cwd=os.path.dirname(os.path.abspath(ec2_metadata.__file__)),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.assertEqual(output.strip(), "False")
 
 
 class ErrorTests(LoopbackTestCase):
@@ -3368,6 +3774,7 @@ class DoctorTests(LoopbackTestCase):
         self.assertTrue(covers(["fd00:ec2::/32"], "fd00:ec2::254"))
         self.assertFalse(covers(["ternal", "10.0.0.0/8", "example.com"], "imds.internal"))
         self.assertFalse(covers(["169.254.169.0/24"], "imds.internal"))
+        self.assertFalse(covers(["10.0.0.0/8", "fd00::/8"], "169.254.169.254"))
 
     def test_dmi_files(self) -> None:
         imds = self.healthy()
@@ -3449,17 +3856,19 @@ class DoctorTests(LoopbackTestCase):
 
     def test_the_settings_and_where_they_come_from(self) -> None:
         imds = self.healthy()
+        config = os.path.join(self.root({"config": "[default]\nmetadata_service_timeout = 0.7\n"}))
+        os.environ["AWS_CONFIG_FILE"] = os.path.join(config, "config")
         os.environ[ATTEMPTS_VARIABLE] = "2"
-        checks = self.diagnose(imds.url, timeout=0.5)
-        self.assertCheck(
-            checks["settings"],
-            "ok",
-            f"endpoint {imds.url} (",
-            "endpoint mode IPv4 (default)",
-            "timeout 0.5s (",
-            "attempts 2 (",
-            "disabled false (default)",
+        checks = self.diagnose(imds.url, timeout=None)
+        self.assertEqual(
+            checks["settings"].finding,
+            f"endpoint {imds.url} (argument endpoint=); endpoint mode IPv4 (default); "
+            f"timeout 0.7s (config file {config}/config, profile default, key "
+            "metadata_service_timeout); attempts 2 (environment variable "
+            "AWS_METADATA_SERVICE_NUM_ATTEMPTS); disabled false (default)",
         )
+        self.assertCheck(checks["settings"], "ok")
+        self.assertCheck(checks["token"], "ok")
 
     def test_disabled_fails_but_the_service_is_still_checked(self) -> None:
         imds = self.healthy()
