@@ -1681,6 +1681,14 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` in the unit a person would use: ``42s``, ``17 min``, ``5 h``, ``3 days``."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f}s"
+
+
 def _read_file(root: str, path: str) -> str | None:
     """The text of the file at ``path`` below ``root``, stripped; None when unreadable."""
     try:
@@ -2165,7 +2173,9 @@ class _Doctor:
             return Check("clock", _SKIPPED, "nothing from the service to compare the clock with")
         skew, source = max(evidence, key=lambda item: abs(item[0]))
         direction = "ahead of" if skew > 0 else "behind"
-        finding = f"the local clock is {abs(skew):.0f}s {direction} the service's, by {source}"
+        finding = (
+            f"the local clock is {_duration(abs(skew))} {direction} the service's, by {source}"
+        )
         if abs(skew) <= _CLOCK_TOLERANCE:
             return Check("clock", _OK, finding)
         return Check(
