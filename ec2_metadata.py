@@ -2091,8 +2091,8 @@ class _Doctor:
                 continue
         if "Expiration" in self.credential_times:
             expiration = self.credential_times["Expiration"]
-            minutes = round((expiration - self.now()).total_seconds() / 60)
-            when = f"in {minutes} min" if minutes >= 0 else f"{-minutes} min ago"
+            left = (expiration - self.now()).total_seconds()
+            when = f"in {_duration(left)}" if left >= 0 else f"{_duration(-left)} ago"
             finding += f"; its credentials expire at {expiration:%Y-%m-%d %H:%M:%S}Z ({when})"
         if profile is None or profile == role:
             return Check("iam-role", _OK, f"{finding}; instance profile {profile or 'unknown'}")
