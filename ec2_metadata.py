@@ -1670,11 +1670,11 @@ def _connect_probe(host: str, port: int, wait: float) -> _Probe:
     return _Probe(0, "", time.monotonic() - started)
 
 
-def _host_and_port(url: str) -> tuple[str, int, str]:
+def _host_and_port(url: str) -> tuple[str, int]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return parts.hostname or "", parts.port or 80, parts.path.rstrip("/")
+    return parts.hostname or "", parts.port or 80
 
 
 def _ms(seconds: float) -> str:
@@ -2128,7 +2128,7 @@ class _Doctor:
                     f"not needed: IPv4 mode, and the instance has an IPv4 address ({address})",
                 )
             reason = "the instance has no IPv4 address"
-        host, port, _ = _host_and_port(self.ipv6_endpoint)
+        host, port = _host_and_port(self.ipv6_endpoint)
         probe = _connect_probe(host, port, self.wait)
         if probe.answered():
             finding = (
