@@ -19,7 +19,6 @@ import operator
 import os
 import pickle
 import random
-import secrets
 import select
 import socket
 import subprocess
@@ -33,9 +32,19 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, NamedTuple, NoReturn, Protocol, TypeVar, Union, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ClassVar,
+    NamedTuple,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    Union,
+    cast,
+)
 from unittest import mock
-from urllib.parse import unquote
 
 import ec2_metadata
 from ec2_metadata import (
@@ -101,184 +110,68 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,ass
 
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-PRIMARY_MAC = "0e:49:61:0f:c3:11"
-SECONDARY_MAC = "0e:5a:77:21:b0:9f"
-ROLE_NAME = "web-stack-WebRole-1TQ0ZJ3X6N4QF"
-PROFILE_ARN = "arn:aws:iam::123456789012:instance-profile/web-stack-WebProfile-O8XJ5GQZ2K1A"
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0123456789abcdef web@example\n"
-USER_DATA = b"#!/bin/bash\necho hello > /tmp/hello\n"
 
-IDENTITY_DOCUMENT = {
-    "accountId": "123456789012",
-    "architecture": "x86_64",
-    "availabilityZone": "eu-west-1b",
-    "billingProducts": None,
-    "devpayProductCodes": None,
-    "marketplaceProductCodes": None,
-    "imageId": "ami-0a1b2c3d4e5f60718",
-    "instanceId": "i-0123456789abcdef0",
-    "instanceType": "t3.micro",
-    "kernelId": None,
-    "pendingTime": "2026-11-01T09:15:27Z",
-    "privateIp": "172.31.16.25",
-    "ramdiskId": None,
-    "region": "eu-west-1",
-    "version": "2017-09-30",
-}
-IAM_INFO = {
-    "Code": "Success",
-    "LastUpdated": "2026-11-27T02:10:41Z",
-    "InstanceProfileArn": PROFILE_ARN,
-    "InstanceProfileId": "AIPAZ4EXAMPLEPROFILE1",
-}
-CREDENTIALS = {
-    "Code": "Success",
-    "LastUpdated": "2026-11-27T02:10:41Z",
-    "Type": "AWS-HMAC",
-    "AccessKeyId": "ASIAZ4EXAMPLEKEY0001",
-    "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEYxx",
-    "Token": "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENvalue==",
-    "Expiration": "2026-11-27T08:26:12Z",
-}
-SPOT_ACTION = {"action": "terminate", "time": "2026-11-27T04:02:00Z"}
-SCHEDULED_EVENT = {
-    "NotBefore": "4 Dec 2026 09:00:00 GMT",
-    "Code": "system-reboot",
-    "Description": "scheduled reboot",
-    "EventId": "instance-event-0d59937288b749b32",
-    "NotAfter": "4 Dec 2026 11:00:00 GMT",
-    "State": "active",
-}
-PKCS7 = "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAaCAJIAEggHbewog"
-RSA2048 = "MIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwGggCSABIIB"
-SIGNATURE = "dExamplesignatureVGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ=="
+# The values of the library's fake instance, with the example events it can carry.
+EXAMPLE_TREE: Any = ec2_metadata.FakeMetadataService.default_tree(with_events=True)
+PRIMARY_MAC: str = EXAMPLE_TREE["meta-data"]["mac"]
+SECONDARY_MAC: str = sorted(set(EXAMPLE_TREE["meta-data"]["network"]["interfaces"]["macs"]))[1]
+ROLE_NAME: str = next(iter(EXAMPLE_TREE["meta-data"]["iam"]["security-credentials"]))
+SSH_KEY: str = EXAMPLE_TREE["meta-data"]["public-keys"]["0"]["openssh-key"]
+USER_DATA: bytes = EXAMPLE_TREE["user-data"]
+IDENTITY_DOCUMENT = json.loads(EXAMPLE_TREE["dynamic"]["instance-identity"]["document"])
+IAM_INFO = json.loads(EXAMPLE_TREE["meta-data"]["iam"]["info"])
+PROFILE_ARN: str = IAM_INFO["InstanceProfileArn"]
+CREDENTIALS = json.loads(EXAMPLE_TREE["meta-data"]["iam"]["security-credentials"][ROLE_NAME])
+SPOT_ACTION = json.loads(EXAMPLE_TREE["meta-data"]["spot"]["instance-action"])
+(SCHEDULED_EVENT,) = json.loads(EXAMPLE_TREE["meta-data"]["events"]["maintenance"]["scheduled"])
+PKCS7: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["pkcs7"]
+RSA2048: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["rsa2048"]
+SIGNATURE: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["signature"]
 
 Tree = dict[str, Union["Tree", str, bytes]]
 
+# A directory of the tree whose listing is not the plain one (``public-keys/``).
+Directory = ec2_metadata._FakeDirectory
 
-class Directory(dict):  # type: ignore[type-arg]
-    """A directory of the tree whose listing is not the plain one (``public-keys/``)."""
-
-    def __init__(self, entries: Tree, listing: str) -> None:
-        super().__init__(entries)
-        self.listing = listing
+if TYPE_CHECKING:
+    from ec2_metadata import _FakeHandler
+else:
+    _FakeHandler = ec2_metadata._fake_server_classes()[0]
 
 
 def instance_tree(*, mock_quirks: bool = False) -> Tree:
-    """The metadata of one realistic instance, in the form the fake serves.
+    """The library's fake instance with its example events, in the form the fake serves.
 
-    With ``mock_quirks``, answers look like amazon-ec2-metadata-mock's: tab-indented JSON
-    and a ``public-keys/`` listing of ``0/`` with no key name.
+    The secondary interface has ``network-card-index`` instead of ``network-card``, as
+    amazon-ec2-metadata-mock serves it.  With ``mock_quirks``, answers look like that
+    mock's throughout: tab-indented JSON, ``network-card-index`` on every interface,
+    ``security-credentials`` listed both as a value and a directory, a ``public-keys/``
+    listing of ``0/`` with no key name, and a ``NotBeforeDeadline`` on the event.
     """
-
-    def as_json(value: object) -> str:
-        return json.dumps(value, indent="\t" if mock_quirks else 2)
-
-    def interface(number: int, public: bool) -> Tree:
-        data: Tree = {
-            "device-number": str(number),
-            "interface-id": f"eni-0{number}1234567890abcde",
-            "local-hostname": f"ip-172-31-16-{25 + number}.eu-west-1.compute.internal",
-            "local-ipv4s": f"172.31.16.{25 + number}\n172.31.16.{99 + number}",
-            "mac": PRIMARY_MAC if number == 0 else SECONDARY_MAC,
-            "owner-id": "123456789012",
-            "security-group-ids": "sg-0aa11bb22cc33dd44\nsg-0ee55ff66aa77bb88",
-            "security-groups": "web\nssh-access",
-            "subnet-id": f"subnet-0{number}a1b2c3d4e5f6789",
-            "subnet-ipv4-cidr-block": "172.31.16.0/20",
-            "vpc-id": "vpc-0f1e2d3c4b5a69788",
-            "vpc-ipv4-cidr-block": "172.31.0.0/16",
-            "vpc-ipv4-cidr-blocks": "172.31.0.0/16\n100.64.0.0/16",
-        }
-        # AWS documents network-card; amazon-ec2-metadata-mock serves network-card-index.
-        data["network-card-index" if mock_quirks or number else "network-card"] = str(number)
-        if public:
-            data.update(
-                {
-                    "ipv4-associations": {"54.78.12.34": "172.31.16.25"},
-                    "ipv6s": "2a05:d018:1234:5600::10\n2a05:d018:1234:5600::11",
-                    "ipv4-prefix": "172.31.16.48/28",
-                    "ipv6-prefix": "2a05:d018:1234:5600:9c3f::/80",
-                    "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
-                    "public-ipv4s": "54.78.12.34",
-                    "subnet-ipv6-cidr-blocks": "2a05:d018:1234:5600::/64",
-                    "vpc-ipv6-cidr-blocks": "2a05:d018:1234:5600::/56",
-                }
-            )
-        return data
-
-    public_keys: Tree = {"0": {"openssh-key": SSH_KEY}}
-    iam: Tree = {
-        "info": as_json(IAM_INFO),
-        "security-credentials": {ROLE_NAME: as_json(CREDENTIALS)},
-    }
-    event = (
-        dict(SCHEDULED_EVENT, NotBeforeDeadline="6 Dec 2026 09:00:00 GMT")
-        if mock_quirks
-        else SCHEDULED_EVENT
+    tree: Any = ec2_metadata.FakeMetadataService.default_tree(with_events=True)
+    metadata = tree["meta-data"]
+    for mac, interface in metadata["network"]["interfaces"]["macs"].items():
+        if mock_quirks or mac == SECONDARY_MAC:
+            interface["network-card-index"] = interface.pop("network-card")
+    if not mock_quirks:
+        return cast(Tree, tree)
+    event = dict(SCHEDULED_EVENT, NotBeforeDeadline="6 Dec 2026 09:00:00 GMT")
+    metadata["events"]["maintenance"]["scheduled"] = json.dumps([event])
+    documents = [
+        (metadata["iam"], "info"),
+        (metadata["iam"]["security-credentials"], ROLE_NAME),
+        (metadata["events"]["maintenance"], "scheduled"),
+        (metadata["events"]["recommendations"], "rebalance"),
+        (metadata["spot"], "instance-action"),
+        (tree["dynamic"]["instance-identity"], "document"),
+    ]
+    for directory, name in documents:
+        directory[name] = json.dumps(json.loads(directory[name]), indent="\t")
+    metadata["iam"] = Directory(
+        metadata["iam"], "info\nsecurity-credentials\nsecurity-credentials/"
     )
-    return {
-        "meta-data": {
-            "ami-id": "ami-0a1b2c3d4e5f60718",
-            "ami-launch-index": "0",
-            "ami-manifest-path": "(unknown)",
-            "autoscaling": {"target-lifecycle-state": "InService"},
-            "block-device-mapping": {"ami": "/dev/xvda", "ebs1": "sdb", "root": "/dev/xvda"},
-            "events": {
-                "maintenance": {"scheduled": as_json([event])},
-                "recommendations": {"rebalance": as_json({"noticeTime": "2026-11-27T03:50:00Z"})},
-            },
-            "hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
-            # The mock lists security-credentials both as a value and as a directory.
-            "iam": Directory(iam, "info\nsecurity-credentials\nsecurity-credentials/")
-            if mock_quirks
-            else iam,
-            "instance-action": "none",
-            "instance-id": "i-0123456789abcdef0",
-            "instance-life-cycle": "spot",
-            "instance-type": "t3.micro",
-            "ipv6": "2a05:d018:1234:5600::10",
-            "kernel-id": "aki-dc9ed9af",
-            "local-hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
-            "local-ipv4": "172.31.16.25",
-            "mac": PRIMARY_MAC,
-            "network": {
-                "interfaces": {
-                    "macs": {
-                        PRIMARY_MAC: interface(0, public=True),
-                        SECONDARY_MAC: interface(1, public=False),
-                    }
-                }
-            },
-            "placement": {
-                "availability-zone": "eu-west-1b",
-                "availability-zone-id": "euw1-az3",
-                "group-name": "web-spread",
-                "host-id": "h-0a1b2c3d4e5f60718",
-                "partition-number": "3",
-                "region": "eu-west-1",
-            },
-            "product-codes": "6njl1pau431dv1qxipg63mvah",
-            "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
-            "public-ipv4": "54.78.12.34",
-            "public-keys": public_keys if mock_quirks else Directory(public_keys, "0=web-key"),
-            "ramdisk-id": "ari-f4b3a3f1",
-            "reservation-id": "r-0123456789abcdef0",
-            "security-groups": "web\nssh-access",
-            "services": {"domain": "amazonaws.com", "partition": "aws"},
-            "spot": {"instance-action": as_json(SPOT_ACTION)},
-            "tags": {"instance": {"Name": "web-1", "Environment": "production"}},
-        },
-        "dynamic": {
-            "instance-identity": {
-                "document": as_json(IDENTITY_DOCUMENT),
-                "pkcs7": PKCS7,
-                "rsa2048": RSA2048,
-                "signature": SIGNATURE,
-            }
-        },
-        "user-data": USER_DATA,
-    }
+    metadata["public-keys"] = dict(metadata["public-keys"])
+    return cast(Tree, tree)
 
 
 class Clock(Protocol):
@@ -304,45 +197,30 @@ class Reply(NamedTuple):
 Fault = Union[Reply, Callable[[http.server.BaseHTTPRequestHandler], None]]
 
 
-class FakeIMDS:
-    """A stand-in for the Instance Metadata Service on 127.0.0.1 and a free port.
+class FakeIMDS(ec2_metadata.FakeMetadataService):
+    """The library's fake IMDS (`ec2_metadata.FakeMetadataService`), plus what tests need.
 
-    It enforces IMDSv2 as the real service does: a token from ``PUT /latest/api/token``
-    (400 without a TTL from 1 to 21600, 403 with ``X-Forwarded-For``), 401 for a GET
-    without a valid token, 404 for unknown paths, and directory listings with a ``/``
-    after sub-directories.  It records every request and counts TCP connections; tests
-    can script faults per path and revoke tokens.
+    It serves ``tree`` (by default `instance_tree`, with the example events), records every
+    request in ``requests``, holds each answer back by ``latency`` seconds, lets tests
+    script faults per path (`inject`) and put any subtree anywhere (`put`), and times its
+    tokens with ``clock``.  The IMDSv2 rules are the library's.
     """
+
+    tree: Tree
 
     def __init__(
         self, tree: Tree | None = None, *, mock_quirks: bool = False, clock: Clock = time
     ) -> None:
+        super().__init__()
         self.tree = instance_tree(mock_quirks=mock_quirks) if tree is None else tree
         self.clock = clock  # what times the tokens: the time module, or a FakeClock
         self.requests: list[Request] = []
-        self.connections = 0
-        self.tokens: dict[str, float] = {}
         self.faults: dict[tuple[str, str], list[Fault]] = {}
         self.latency = 0.0
-        self.lock = threading.Lock()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHandler)
-        self.server.daemon_threads = True
-        self.server.imds = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> FakeIMDS:
-        self.thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def client(self, **options: Any) -> EC2Metadata:
         return EC2Metadata(endpoint=self.url, **options)
@@ -360,26 +238,13 @@ class FakeIMDS:
         with ``faults``, one each, before normal service resumes."""
         self.faults.setdefault((method, path), []).extend(faults)
 
-    def remove(self, path: str) -> None:
-        """Delete the entry at ``path`` (``meta-data/kernel-id``) so the fake answers 404."""
-        *parents, name = path.split("/")
-        node: Any = self.tree
-        for part in parents:
-            node = node[part]
-        del node[name]
-
     def put(self, path: str, value: str | bytes | Tree) -> None:
+        """Serve ``value`` at ``path`` as it is: a dict is a directory (`set` makes it JSON)."""
         *parents, name = path.split("/")
         node: Any = self.tree
         for part in parents:
             node = node.setdefault(part, {})
         node[name] = value
-
-    def revoke_tokens(self) -> None:
-        with self.lock:
-            self.tokens.clear()
-
-    # Serving
 
     def answer(self, handler: _FakeHandler, method: str) -> None:
         headers = {name.lower(): value for name, value in handler.headers.items()}
@@ -393,87 +258,8 @@ class FakeIMDS:
             handler.reply(fault.status, fault.body, fault.headers)
         elif fault is not None:
             fault(handler)
-        elif method == "PUT":
-            self._issue_token(handler, headers)
-        elif not self._token_is_valid(headers.get(TOKEN_HEADER.lower())):
-            handler.reply(401, b"")
         else:
-            self._serve_path(handler)
-
-    def _issue_token(self, handler: _FakeHandler, headers: dict[str, str]) -> None:
-        if handler.path != "/latest/api/token":
-            handler.reply(405 if handler.path.startswith("/latest/") else 404, b"")
-            return
-        if "x-forwarded-for" in headers:
-            handler.reply(403, b"Forbidden")
-            return
-        ttl = headers.get(TTL_HEADER.lower(), "")
-        if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
-            handler.reply(400, b"Bad Request")
-            return
-        token = secrets.token_urlsafe(42)
-        with self.lock:
-            self.tokens[token] = self.clock.monotonic() + int(ttl)
-        handler.reply(200, token.encode(), ((TTL_HEADER, ttl),))
-
-    def _token_is_valid(self, token: str | None) -> bool:
-        with self.lock:
-            expiry = self.tokens.get(token or "")
-        return expiry is not None and self.clock.monotonic() < expiry
-
-    def _serve_path(self, handler: _FakeHandler) -> None:
-        if not handler.path.startswith("/latest/"):
-            handler.reply(404, b"Not Found")
-            return
-        relative = unquote(handler.path[len("/latest/") :])
-        node: Any = self.tree
-        for part in relative.rstrip("/").split("/"):
-            if not isinstance(node, dict) or part not in node:
-                handler.reply(404, b"Not Found")
-                return
-            node = node[part]
-        if isinstance(node, Directory):
-            handler.reply(200, node.listing.encode())
-        elif isinstance(node, dict):
-            listing = "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in node.items())
-            handler.reply(200, listing.encode())
-        else:  # a value asked for with a trailing slash is served too, as the mock does
-            handler.reply(200, node if isinstance(node, bytes) else node.encode())
-
-
-class _FakeHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10
-    server_version = "EC2ws"
-    sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes: without this, Nagle's algorithm holds
-        # the body until the client's delayed ACK, 40 ms a request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        imds: FakeIMDS = self.server.imds  # type: ignore[attr-defined]
-        with imds.lock:
-            imds.connections += 1
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output clean."""
-
-    def do_GET(self) -> None:
-        self.server.imds.answer(self, "GET")  # type: ignore[attr-defined]
-
-    def do_PUT(self) -> None:
-        self.server.imds.answer(self, "PUT")  # type: ignore[attr-defined]
-
-    def reply(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        for name, value in headers:
-            self.send_header(name, value)
-        if not any(name.lower() == "content-length" for name, _ in headers):
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            super().answer(handler, method)
 
 
 def drop_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
