@@ -1387,7 +1387,7 @@ def _fake_server_classes() -> tuple[type[_FakeHandler], type[_FakeServer]]:
 
                 # A client that hangs up or resets mid-request is no error of the service's.
                 if not isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
-                    super().handle_error(request, client_address)  # pragma: no cover
+                    super().handle_error(request, client_address)
 
         _FAKE_SERVER_CLASSES.update(handler=Handler, server=Server)
     return _FAKE_SERVER_CLASSES["handler"], _FAKE_SERVER_CLASSES["server"]
@@ -1623,6 +1623,7 @@ class FakeMetadataService:
         self.request_count = 0
         self.connections = 0
         self._due: list[tuple[float, Callable[[], None]]] = []
+        self._event_ids: set[str] = set()
         self._thread: Any = None
         for path, value in (data or {}).items():
             self.set(path, value)
@@ -1773,6 +1774,7 @@ class FakeMetadataService:
         import secrets
 
         event_id = f"instance-event-{secrets.token_hex(9)[:17]}"
+        self._event_ids.add(event_id)
 
         def schedule() -> None:
             event = {
@@ -1790,11 +1792,11 @@ class FakeMetadataService:
 
     def cancel_event(self, event_id: str, *, after: float = 0) -> None:
         """After ``after`` seconds, mark the scheduled event ``event_id`` canceled."""
-        self._after(after, lambda: self._end_event(event_id, "canceled"))
+        self._end_event(event_id, "canceled", after)
 
     def complete_event(self, event_id: str, *, after: float = 0) -> None:
         """After ``after`` seconds, mark the scheduled event ``event_id`` completed."""
-        self._after(after, lambda: self._end_event(event_id, "completed"))
+        self._end_event(event_id, "completed", after)
 
     def set_target_lifecycle_state(self, state: str = "Terminated", *, after: float = 0) -> None:
         """After ``after`` seconds, move the Auto Scaling target lifecycle state to ``state``."""
@@ -1818,23 +1820,24 @@ class FakeMetadataService:
     def _change_events(self, change: Callable[[list[dict[str, Any]]], list[Any]]) -> None:
         import json
 
-        path = "meta-data/events/maintenance/scheduled"
-        node: Any = self.tree
-        for part in path.split("/"):
-            node = node.get(part, "[]") if isinstance(node, dict) else "[]"
-        events = json.loads(node if isinstance(node, (str, bytes)) else "[]")
-        self.set(path, change(events))
+        try:
+            events = json.loads(self.tree["meta-data"]["events"]["maintenance"]["scheduled"])
+        except (KeyError, TypeError, ValueError):  # removed, or replaced by something else
+            events = []
+        self.set("meta-data/events/maintenance/scheduled", change(events))
 
-    def _end_event(self, event_id: str, state: str) -> None:
+    def _end_event(self, event_id: str, state: str, after: float) -> None:
+        if event_id not in self._event_ids:
+            raise KeyError(f"no scheduled event {event_id!r}")
+
         def end(events: list[dict[str, Any]]) -> list[Any]:
             for event in events:
                 if event.get("EventId") == event_id:
                     event["State"] = state
                     event["Description"] = f"[{state.capitalize()}] {event['Description']}"
-                    return events
-            raise KeyError(f"no scheduled event {event_id!r}")
+            return events
 
-        self._change_events(end)
+        self._after(after, lambda: self._change_events(end))
 
     # Serving
 
@@ -2073,9 +2076,7 @@ def _serve_command(args: argparse.Namespace) -> int:
         if command:
             print(f"imds serve: fake IMDS on {service.url}", file=sys.stderr)
             return _run_against(service.url, command)
-        print(f"imds serve: fake IMDS on {service.url} (Ctrl-C to stop); to use it:")
-        print(f"export {_ENDPOINT_VARIABLE}={service.url}", flush=True)
-        return _wait_for_a_stop()
+        return _serve_until_stopped(service.url)
 
 
 def _run_against(url: str, command: list[str]) -> int:
@@ -2094,15 +2095,17 @@ def _run_against(url: str, command: list[str]) -> int:
     return status if status >= 0 else 128 - status  # killed by a signal: as a shell says
 
 
-def _wait_for_a_stop() -> int:
-    """Sleep until Ctrl-C or SIGTERM; 0, as a stop asked for is a success."""
+def _serve_until_stopped(url: str) -> int:
+    """Print how to use the service, then wait for Ctrl-C or SIGTERM: a stop asked for is 0."""
     import signal
 
     def stop(signal_number: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop)  # before printing: a stop may follow at once
     try:
+        print(f"imds serve: fake IMDS on {url} (Ctrl-C to stop); to use it:")
+        print(f"export {_ENDPOINT_VARIABLE}={url}", flush=True)
         while True:  # pragma: no branch - left by a signal only
             time.sleep(3600)
     except KeyboardInterrupt:
