@@ -1810,6 +1810,8 @@ class FakeMetadataService:
             self._due.append((self.clock.monotonic() + seconds, change))
 
     def _apply_due_changes(self) -> None:
+        if not self._due:  # the usual case, with no lock to take
+            return
         with self.lock:
             now = self.clock.monotonic()
             due = [change for when, change in self._due if when <= now]
