@@ -2046,11 +2046,10 @@ def _fake_from_arguments(args: argparse.Namespace) -> FakeMetadataService:
         for path, value in document.items():
             try:
                 service.set(path, value)
-            except KeyError:
+            except (KeyError, EC2MetadataConfigError) as error:
                 service.stop()
-                raise EC2MetadataConfigError(
-                    f"--data {name}: nothing at {path!r} to remove"
-                ) from None
+                problem = f"nothing at {path!r} to remove" if value is None else str(error)
+                raise EC2MetadataConfigError(f"--data {name}: {problem}") from None
     if args.spot_action:
         service.interrupt_spot(args.spot_action, after=args.after)
     if args.rebalance:

@@ -1259,6 +1259,7 @@ class ServeCommandTests(LoopbackTestCase):
                 ("--data", not_json): "bad.json: not JSON",
                 ("--data", self.data_file(["a"])): "must hold a JSON object",
                 ("--data", self.data_file({"meta-data/nothing": None})): "nothing at",
+                ("--data", self.data_file({"meta-data/mac/x": "y"})): "'mac' is a value",
                 ("--cancel-event-after", "1s"): "needs a --scheduled-event",
                 ("--port", "70000"): "--port must be from 0 to 65535",
                 ("--host", "192.0.2.1"): "--allow-non-loopback",
