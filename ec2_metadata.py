@@ -1339,40 +1339,6 @@ def _fake_server_classes() -> tuple[type[_FakeHandler], type[_FakeServer]]:
         import http.server
         import socket
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = 10
-            server_version = "EC2ws"
-            sys_version = ""
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in two writes: without this, Nagle's algorithm
-                # holds the body until the client's delayed ACK, 40 ms a request.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self.server.fake._count_connection()  # type: ignore[attr-defined]
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: a test run or a terminal is no place for an access log."""
-
-            def do_GET(self) -> None:
-                self.server.fake.answer(self, "GET")  # type: ignore[attr-defined]
-
-            def do_PUT(self) -> None:
-                self.server.fake.answer(self, "PUT")  # type: ignore[attr-defined]
-
-            def reply(
-                self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                for name, value in headers:
-                    self.send_header(name, value)
-                if not any(name.lower() == "content-length" for name, _ in headers):
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
             fake: FakeMetadataService
@@ -1388,6 +1354,41 @@ def _fake_server_classes() -> tuple[type[_FakeHandler], type[_FakeServer]]:
                 # A client that hangs up or resets mid-request is no error of the service's.
                 if not isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
                     super().handle_error(request, client_address)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 10
+            server_version = "EC2ws"
+            sys_version = ""
+            server: Server
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm
+                # holds the body until the client's delayed ACK, 40 ms a request.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.server.fake._count_connection()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: a test run or a terminal is no place for an access log."""
+
+            def do_GET(self) -> None:
+                self.server.fake.answer(cast("_FakeHandler", self), "GET")
+
+            def do_PUT(self) -> None:
+                self.server.fake.answer(cast("_FakeHandler", self), "PUT")
+
+            def reply(
+                self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                for name, value in headers:
+                    self.send_header(name, value)
+                if not any(name.lower() == "content-length" for name, _ in headers):
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         _FAKE_SERVER_CLASSES.update(handler=Handler, server=Server)
     return _FAKE_SERVER_CLASSES["handler"], _FAKE_SERVER_CLASSES["server"]
@@ -1619,9 +1620,13 @@ class FakeMetadataService:
         self.clock: Any = time
         """What times tokens and delays: anything with a ``monotonic()``."""
         self.lock = _thread.allocate_lock()
+        """Held while the service reads or changes its state; hold it to change several."""
         self.tokens: dict[str, float] = {}
+        """Each token issued, to the `clock` time at which it expires."""
         self.request_count = 0
+        """The requests answered so far."""
         self.connections = 0
+        """The TCP connections accepted so far."""
         self._due: list[tuple[float, Callable[[], None]]] = []
         self._event_ids: set[str] = set()
         self._thread: Any = None
@@ -1636,7 +1641,7 @@ class FakeMetadataService:
         """A fresh copy of the data the service starts with.
 
         ``with_events`` adds a spot interruption notice, a rebalance recommendation and a
-        scheduled reboot, with fixed times in the past, as documentation examples show them.
+        scheduled reboot, with fixed times, as the documentation's examples show them.
         """
         return _fake_instance_tree(with_events)
 
