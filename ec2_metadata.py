@@ -1620,7 +1620,7 @@ class FakeMetadataService:
         self.clock: Any = time
         """What times tokens and delays: anything with a ``monotonic()``."""
         self.lock = _thread.allocate_lock()
-        """Held while the service reads or changes its state; hold it to change several."""
+        """Guards the service's state from its serving threads (`set` and the rest take it)."""
         self.tokens: dict[str, float] = {}
         """Each token issued, to the `clock` time at which it expires."""
         self.request_count = 0

@@ -1301,6 +1301,9 @@ class ServeCommandTests(LoopbackTestCase):
         import signal
 
         before = signal.getsignal(signal.SIGTERM)
+        # Ctrl-C raises KeyboardInterrupt even where the runner was started with SIGINT ignored.
+        interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, interrupt)
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(signal_number):
                 out, seen = io.StringIO(), cast("list[str]", [])
@@ -1316,6 +1319,14 @@ class ServeCommandTests(LoopbackTestCase):
                 self.assertRegex(first, r"^imds serve: fake IMDS on http://127\.0\.0\.1:\d+ ")
                 self.assertEqual(export, f"export {ENDPOINT_VARIABLE}={first.split()[5]}")
                 self.assertIs(signal.getsignal(signal.SIGTERM), before)
+
+
+# Runs Python with sys.argv[1:] and SIGINT as a terminal gives it, even where the test
+# runner was started with SIGINT ignored (which a child would inherit).
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
 
 class ServeProcessTests(LoopbackTestCase):
@@ -1360,7 +1371,7 @@ class ServeProcessTests(LoopbackTestCase):
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(signal_number):
                 process = subprocess.Popen(
-                    [sys.executable, module, "serve", "--port", "0"],
+                    [sys.executable, "-c", AS_FROM_A_TERMINAL, module, "serve", "--port", "0"],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
