@@ -66,6 +66,7 @@ __all__ = [
     "EC2MetadataHTTPError",
     "EC2MetadataMalformedError",
     "EC2MetadataNotFoundError",
+    "FakeMetadataService",
     "IamInfoDict",
     "IamSecurityCredentialsDict",
     "InstanceIdentityDocumentDict",
@@ -1681,7 +1682,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _duration(seconds: float) -> str:
+def _readable_duration(seconds: float) -> str:
     """``seconds`` in the unit a person would use: ``42s``, ``17 min``, ``5 h``, ``3 days``."""
     for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= 2 * size:
@@ -2092,7 +2093,11 @@ class _Doctor:
         if "Expiration" in self.credential_times:
             expiration = self.credential_times["Expiration"]
             left = (expiration - self.now()).total_seconds()
-            when = f"in {_duration(left)}" if left >= 0 else f"{_duration(-left)} ago"
+            when = (
+                f"in {_readable_duration(left)}"
+                if left >= 0
+                else f"{_readable_duration(-left)} ago"
+            )
             finding += f"; its credentials expire at {expiration:%Y-%m-%d %H:%M:%S}Z ({when})"
         if profile is None or profile == role:
             return Check("iam-role", _OK, f"{finding}; instance profile {profile or 'unknown'}")
@@ -2173,9 +2178,8 @@ class _Doctor:
             return Check("clock", _SKIPPED, "nothing from the service to compare the clock with")
         skew, source = max(evidence, key=lambda item: abs(item[0]))
         direction = "ahead of" if skew > 0 else "behind"
-        finding = (
-            f"the local clock is {_duration(abs(skew))} {direction} the service's, by {source}"
-        )
+        off_by = _readable_duration(abs(skew))
+        finding = f"the local clock is {off_by} {direction} the service's, by {source}"
         if abs(skew) <= _CLOCK_TOLERANCE:
             return Check("clock", _OK, finding)
         return Check(
@@ -2253,6 +2257,833 @@ def _doctor_table(checks: list[Check]) -> str:
     lines.append("")
     lines.append(", ".join(f"{count} {status}" for status, count in counts.items()))
     return "\n".join(lines) + "\n"
+
+
+# Fake service: imds serve and a test double ---------------------------------------------
+
+_SPOT_ACTIONS = ("hibernate", "stop", "terminate")
+_EVENT_CODES = (
+    "instance-reboot",
+    "system-reboot",
+    "system-maintenance",
+    "instance-retirement",
+    "instance-stop",
+)
+_SPOT_NOTICE_SECONDS = 120  # how long before the action EC2 gives the notice
+_FAKE_SERVER_CLASSES: dict[str, Any] = {}  # the handler and server classes, built on first use
+
+if TYPE_CHECKING:  # pragma: no cover - the classes `_fake_server_classes` builds at run time
+    import http.server
+
+    class _FakeHandler(http.server.BaseHTTPRequestHandler):
+        def reply(
+            self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()
+        ) -> None: ...
+
+    class _FakeServer(http.server.ThreadingHTTPServer):
+        fake: FakeMetadataService
+
+
+class _FakeDirectory(dict):  # type: ignore[type-arg]
+    """A directory of a fake tree whose listing is given, not made from its names.
+
+    ``public-keys/`` is one: the service lists its key ``0`` as ``0=web-key``.
+    """
+
+    def __init__(self, entries: dict[str, Any], listing: str) -> None:
+        super().__init__(entries)
+        self.listing = listing
+
+
+def _fake_server_classes() -> tuple[type[_FakeHandler], type[_FakeServer]]:
+    """The HTTP handler and server of `FakeMetadataService`, made on first use.
+
+    Built here rather than at import, so that ``import ec2_metadata`` loads neither
+    http.server nor socketserver.
+    """
+    if not _FAKE_SERVER_CLASSES:
+        import http.server
+        import socket
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            fake: FakeMetadataService
+
+            def __init__(self, address: tuple[str, int], handler: Any) -> None:
+                if ":" in address[0]:
+                    self.address_family = socket.AF_INET6
+                super().__init__(address, handler)
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                # A client that hangs up or resets mid-request is no error of the service's.
+                if not isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+                    super().handle_error(request, client_address)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 10
+            server_version = "EC2ws"
+            sys_version = ""
+            server: Server
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes: without this, Nagle's algorithm
+                # holds the body until the client's delayed ACK, 40 ms a request.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.server.fake._count_connection()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: a test run or a terminal is no place for an access log."""
+
+            def do_GET(self) -> None:
+                self.server.fake.answer(cast("_FakeHandler", self), "GET")
+
+            def do_PUT(self) -> None:
+                self.server.fake.answer(cast("_FakeHandler", self), "PUT")
+
+            def reply(
+                self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                for name, value in headers:
+                    self.send_header(name, value)
+                if not any(name.lower() == "content-length" for name, _ in headers):
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        _FAKE_SERVER_CLASSES.update(handler=Handler, server=Server)
+    return _FAKE_SERVER_CLASSES["handler"], _FAKE_SERVER_CLASSES["server"]
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _fake_document(value: object) -> str:
+    import json
+
+    return json.dumps(value, indent=2)
+
+
+def _event_time(moment: datetime) -> str:
+    """A time as the event answers write it: ``4 Dec 2026 09:00:00 GMT``."""
+    return f"{moment.day} {moment.strftime('%b %Y %H:%M:%S')} GMT"
+
+
+def _iso_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fake_instance_tree(with_events: bool) -> dict[str, Any]:
+    """The metadata of a made-up spot instance in eu-west-1 (see `FakeMetadataService`)."""
+    primary_mac, secondary_mac = "0e:49:61:0f:c3:11", "0e:5a:77:21:b0:9f"
+    role = "web-stack-WebRole-1TQ0ZJ3X6N4QF"
+
+    def interface(number: int, public: bool) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "device-number": str(number),
+            "interface-id": f"eni-0{number}1234567890abcde",
+            "local-hostname": f"ip-172-31-16-{25 + number}.eu-west-1.compute.internal",
+            "local-ipv4s": f"172.31.16.{25 + number}\n172.31.16.{99 + number}",
+            "mac": primary_mac if number == 0 else secondary_mac,
+            "network-card": str(number),
+            "owner-id": "123456789012",
+            "security-group-ids": "sg-0aa11bb22cc33dd44\nsg-0ee55ff66aa77bb88",
+            "security-groups": "web\nssh-access",
+            "subnet-id": f"subnet-0{number}a1b2c3d4e5f6789",
+            "subnet-ipv4-cidr-block": "172.31.16.0/20",
+            "vpc-id": "vpc-0f1e2d3c4b5a69788",
+            "vpc-ipv4-cidr-block": "172.31.0.0/16",
+            "vpc-ipv4-cidr-blocks": "172.31.0.0/16\n100.64.0.0/16",
+        }
+        if public:
+            data.update(
+                {
+                    "ipv4-associations": {"54.78.12.34": "172.31.16.25"},
+                    "ipv6s": "2a05:d018:1234:5600::10\n2a05:d018:1234:5600::11",
+                    "ipv4-prefix": "172.31.16.48/28",
+                    "ipv6-prefix": "2a05:d018:1234:5600:9c3f::/80",
+                    "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
+                    "public-ipv4s": "54.78.12.34",
+                    "subnet-ipv6-cidr-blocks": "2a05:d018:1234:5600::/64",
+                    "vpc-ipv6-cidr-blocks": "2a05:d018:1234:5600::/56",
+                }
+            )
+        return data
+
+    profile = "arn:aws:iam::123456789012:instance-profile/web-stack-WebProfile-O8XJ5GQZ2K1A"
+    iam_info = {
+        "Code": "Success",
+        "LastUpdated": "2026-11-27T02:10:41Z",
+        "InstanceProfileArn": profile,
+        "InstanceProfileId": "AIPAZ4EXAMPLEPROFILE1",
+    }
+    credentials = {  # fake, and marked so: ASIAFAKE..., EXAMPLE, SECRETKEY
+        "Code": "Success",
+        "LastUpdated": "2026-11-27T02:10:41Z",
+        "Type": "AWS-HMAC",
+        "AccessKeyId": "ASIAFAKEEXAMPLEKEY01",
+        "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEYxx",
+        "Token": "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENvalue==",
+        "Expiration": "2026-11-27T08:26:12Z",
+    }
+    identity = {
+        "accountId": "123456789012",
+        "architecture": "x86_64",
+        "availabilityZone": "eu-west-1b",
+        "billingProducts": None,
+        "devpayProductCodes": None,
+        "marketplaceProductCodes": None,
+        "imageId": "ami-0a1b2c3d4e5f60718",
+        "instanceId": "i-0123456789abcdef0",
+        "instanceType": "t3.micro",
+        "kernelId": None,
+        "pendingTime": "2026-11-01T09:15:27Z",
+        "privateIp": "172.31.16.25",
+        "ramdiskId": None,
+        "region": "eu-west-1",
+        "version": "2017-09-30",
+    }
+    ssh_key = (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0123456789abcdef web@example\n"
+    )
+    events: dict[str, Any] = {"maintenance": {"scheduled": "[]"}}
+    if with_events:
+        event = {
+            "NotBefore": "4 Dec 2026 09:00:00 GMT",
+            "Code": "system-reboot",
+            "Description": "scheduled reboot",
+            "EventId": "instance-event-0d59937288b749b32",
+            "NotAfter": "4 Dec 2026 11:00:00 GMT",
+            "State": "active",
+        }
+        events["maintenance"]["scheduled"] = _fake_document([event])
+        events["recommendations"] = {
+            "rebalance": _fake_document({"noticeTime": "2026-11-27T03:50:00Z"})
+        }
+    metadata: dict[str, Any] = {
+        "ami-id": "ami-0a1b2c3d4e5f60718",
+        "ami-launch-index": "0",
+        "ami-manifest-path": "(unknown)",
+        "autoscaling": {"target-lifecycle-state": "InService"},
+        "block-device-mapping": {"ami": "/dev/xvda", "ebs1": "sdb", "root": "/dev/xvda"},
+        "events": events,
+        "hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
+        "iam": {
+            "info": _fake_document(iam_info),
+            "security-credentials": {role: _fake_document(credentials)},
+        },
+        "instance-action": "none",
+        "instance-id": "i-0123456789abcdef0",
+        "instance-life-cycle": "spot",
+        "instance-type": "t3.micro",
+        "ipv6": "2a05:d018:1234:5600::10",
+        "kernel-id": "aki-dc9ed9af",
+        "local-hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
+        "local-ipv4": "172.31.16.25",
+        "mac": primary_mac,
+        "network": {
+            "interfaces": {
+                "macs": {
+                    primary_mac: interface(0, public=True),
+                    secondary_mac: interface(1, public=False),
+                }
+            }
+        },
+        "placement": {
+            "availability-zone": "eu-west-1b",
+            "availability-zone-id": "euw1-az3",
+            "group-name": "web-spread",
+            "host-id": "h-0a1b2c3d4e5f60718",
+            "partition-number": "3",
+            "region": "eu-west-1",
+        },
+        "product-codes": "6njl1pau431dv1qxipg63mvah",
+        "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
+        "public-ipv4": "54.78.12.34",
+        "public-keys": _FakeDirectory({"0": {"openssh-key": ssh_key}}, "0=web-key"),
+        "ramdisk-id": "ari-f4b3a3f1",
+        "reservation-id": "r-0123456789abcdef0",
+        "security-groups": "web\nssh-access",
+        "services": {"domain": "amazonaws.com", "partition": "aws"},
+        "tags": {"instance": {"Name": "web-1", "Environment": "production"}},
+    }
+    if with_events:
+        metadata["spot"] = {
+            "instance-action": _fake_document(
+                {"action": "terminate", "time": "2026-11-27T04:02:00Z"}
+            )
+        }
+    return {
+        "meta-data": metadata,
+        "dynamic": {
+            "instance-identity": {
+                "document": _fake_document(identity),
+                "pkcs7": "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAaCA"
+                "JIAEggHbewog",
+                "rsa2048": "MIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0B"
+                "BwGggCSABIIB",
+                "signature": "dExamplesignatureVGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ==",
+            }
+        },
+        "user-data": b"#!/bin/bash\necho hello > /tmp/hello\n",
+    }
+
+
+class FakeMetadataService:
+    """A fake Instance Metadata Service, for tests and for trying code without an instance.
+
+    It serves a made-up spot instance (``i-0123456789abcdef0`` in ``eu-west-1``, with two
+    network interfaces, tags, a public key, an IAM role with fake credentials, the identity
+    document and user data) on a loopback port, and enforces IMDSv2 as AWS documents it.
+    ``data`` sets or adds paths, as `set` does.  The simulated events (`interrupt_spot`,
+    `recommend_rebalance`, `schedule_event`, `set_target_lifecycle_state`) can be delayed by
+    ``after`` seconds: they happen at the first request that comes after that time.
+
+    Example::
+
+        with FakeMetadataService({"meta-data/tags/instance/Name": "test-box"}) as imds:
+            client = EC2Metadata(endpoint=imds.url)
+            assert client.tags["Name"] == "test-box"
+            imds.interrupt_spot("stop")
+            assert client.spot_instance_action.action == "stop"
+
+    The server binds when the object is made, serves from a thread between `start` and
+    `stop` (or inside ``with``), and binds to loopback only, unless
+    ``allow_non_loopback=True``.  ``port=0`` takes a free port; `url` tells which.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, object] | None = None,
+        *,
+        allow_imdsv1: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allow_non_loopback: bool = False,
+    ) -> None:
+        if not (allow_non_loopback or _is_loopback(host)):
+            raise EC2MetadataConfigError(
+                f"the fake service binds to loopback only, not {host!r}; "
+                "pass allow_non_loopback=True (imds serve --allow-non-loopback) to serve others"
+            )
+        self.tree: dict[str, Any] = _fake_instance_tree(with_events=False)
+        """The served data: directories are dicts, values str or bytes, relative to /latest/."""
+        self.allow_imdsv1 = allow_imdsv1
+        """Answer GETs that carry no token, as IMDSv1 does (a bad token still gets 401)."""
+        self.clock: Any = time
+        """What times tokens and delays: anything with a ``monotonic()``."""
+        self.lock = _thread.allocate_lock()
+        """Guards the service's state from its serving threads (`set` and the rest take it)."""
+        self.tokens: dict[str, float] = {}
+        """Each token issued, to the `clock` time at which it expires."""
+        self.request_count = 0
+        """The requests answered so far."""
+        self.connections = 0
+        """The TCP connections accepted so far."""
+        self._due: list[tuple[float, Callable[[], None]]] = []
+        self._event_ids: set[str] = set()
+        self._thread: Any = None
+        for path, value in (data or {}).items():
+            self.set(path, value)
+        handler_class, server_class = _fake_server_classes()
+        self.server = server_class((host.strip("[]"), port), handler_class)
+        self.server.fake = self
+
+    @staticmethod
+    def default_tree(*, with_events: bool = False) -> dict[str, Any]:
+        """A fresh copy of the data the service starts with.
+
+        ``with_events`` adds a spot interruption notice, a rebalance recommendation and a
+        scheduled reboot, with fixed times, as the documentation's examples show them.
+        """
+        return _fake_instance_tree(with_events)
+
+    @property
+    def url(self) -> str:
+        """The service's endpoint, such as ``http://127.0.0.1:1338``."""
+        host, port = self.server.server_address[:2]
+        shown = f"[{host!s}]" if ":" in str(host) else str(host)
+        return f"http://{shown}:{port}"
+
+    def start(self) -> None:
+        """Serve requests from a background thread."""
+        import threading
+
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread = None
+        self.server.server_close()
+
+    def __enter__(self) -> FakeMetadataService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # Data
+
+    def set(self, path: str, value: object) -> None:
+        """Serve ``value`` at ``path`` (``meta-data/tags/instance/Owner``), made as needed.
+
+        Text and bytes are served as they are, a list of strings one item a line, None
+        removes the path, and anything else (a dict, a list of dicts, a number) is served
+        as a JSON document.
+        """
+        if value is None:
+            self.remove(path)
+            return
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            value = "\n".join(value)
+        elif not isinstance(value, (str, bytes)):
+            value = _fake_document(value)
+        *parents, name = self._parts(path)
+        with self.lock:
+            node = self.tree
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise EC2MetadataConfigError(
+                        f"cannot set {path!r}: {part!r} is a value, not a directory"
+                    )
+            node[name] = value
+
+    def remove(self, path: str) -> None:
+        """Remove ``path`` (a value or a whole directory), so that the service answers 404.
+
+        Raises KeyError when there is nothing at ``path``.
+        """
+        *parents, name = self._parts(path)
+        with self.lock:
+            node: Any = self.tree
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or name not in node:
+                raise KeyError(path)
+            del node[name]
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every token issued so far, as a stop and start of the instance does."""
+        with self.lock:
+            self.tokens.clear()
+
+    @staticmethod
+    def _parts(path: str) -> list[str]:
+        parts = _relative(path).strip("/").split("/")
+        if not all(parts):
+            raise EC2MetadataConfigError(f"{path!r} is not a metadata path")
+        return parts
+
+    # Simulated events
+
+    def interrupt_spot(self, action: str = "terminate", *, after: float = 0) -> None:
+        """After ``after`` seconds, give a spot interruption notice: ``action`` in two minutes.
+
+        ``action`` is ``terminate``, ``stop`` or ``hibernate``; a ``terminate`` also sets
+        ``spot/termination-time``.
+        """
+        if action not in _SPOT_ACTIONS:
+            raise EC2MetadataConfigError(
+                f"the spot action must be one of {', '.join(_SPOT_ACTIONS)}, not {action!r}"
+            )
+
+        def notice() -> None:
+            when = _iso_time(_now(_SPOT_NOTICE_SECONDS))
+            self.set("meta-data/spot/instance-action", {"action": action, "time": when})
+            if action == "terminate":
+                self.set("meta-data/spot/termination-time", when)
+
+        self._after(after, notice)
+
+    def recommend_rebalance(self, *, after: float = 0) -> None:
+        """After ``after`` seconds, give a rebalance recommendation (noticed at that time)."""
+
+        def recommend() -> None:
+            notice = {"noticeTime": _iso_time(_now(0))}
+            self.set("meta-data/events/recommendations/rebalance", notice)
+
+        self._after(after, recommend)
+
+    def schedule_event(
+        self,
+        code: str = "system-reboot",
+        *,
+        starts_in: float = 7 * 24 * 3600,
+        duration: float = 2 * 3600,
+        description: str = "scheduled reboot",
+        after: float = 0,
+    ) -> str:
+        """After ``after`` seconds, schedule a maintenance event; returns its ``EventId``.
+
+        The event's window opens ``starts_in`` seconds after it is scheduled and lasts
+        ``duration`` seconds.  `cancel_event` and `complete_event` end it.
+        """
+        if code not in _EVENT_CODES:
+            raise EC2MetadataConfigError(
+                f"the event code must be one of {', '.join(_EVENT_CODES)}, not {code!r}"
+            )
+        import secrets
+
+        event_id = f"instance-event-{secrets.token_hex(9)[:17]}"
+        self._event_ids.add(event_id)
+
+        def schedule() -> None:
+            event = {
+                "NotBefore": _event_time(_now(starts_in)),
+                "Code": code,
+                "Description": description,
+                "EventId": event_id,
+                "NotAfter": _event_time(_now(starts_in + duration)),
+                "State": "active",
+            }
+            self._change_events(lambda events: [*events, event])
+
+        self._after(after, schedule)
+        return event_id
+
+    def cancel_event(self, event_id: str, *, after: float = 0) -> None:
+        """After ``after`` seconds, mark the scheduled event ``event_id`` canceled."""
+        self._end_event(event_id, "canceled", after)
+
+    def complete_event(self, event_id: str, *, after: float = 0) -> None:
+        """After ``after`` seconds, mark the scheduled event ``event_id`` completed."""
+        self._end_event(event_id, "completed", after)
+
+    def set_target_lifecycle_state(self, state: str = "Terminated", *, after: float = 0) -> None:
+        """After ``after`` seconds, move the Auto Scaling target lifecycle state to ``state``."""
+        self._after(after, lambda: self.set("meta-data/autoscaling/target-lifecycle-state", state))
+
+    def _after(self, seconds: float, change: Callable[[], None]) -> None:
+        if seconds <= 0:
+            change()
+            return
+        with self.lock:
+            self._due.append((self.clock.monotonic() + seconds, change))
+
+    def _apply_due_changes(self) -> None:
+        if not self._due:  # the usual case, with no lock to take
+            return
+        with self.lock:
+            now = self.clock.monotonic()
+            due = [change for when, change in self._due if when <= now]
+            self._due = [(when, change) for when, change in self._due if when > now]
+        for change in due:
+            change()
+
+    def _change_events(self, change: Callable[[list[dict[str, Any]]], list[Any]]) -> None:
+        import json
+
+        try:
+            events = json.loads(self.tree["meta-data"]["events"]["maintenance"]["scheduled"])
+        except (KeyError, TypeError, ValueError):  # removed, or replaced by something else
+            events = []
+        self.set("meta-data/events/maintenance/scheduled", change(events))
+
+    def _end_event(self, event_id: str, state: str, after: float) -> None:
+        if event_id not in self._event_ids:
+            raise KeyError(f"no scheduled event {event_id!r}")
+
+        def end(events: list[dict[str, Any]]) -> list[Any]:
+            for event in events:
+                if event.get("EventId") == event_id:
+                    event["State"] = state
+                    event["Description"] = f"[{state.capitalize()}] {event['Description']}"
+            return events
+
+        self._after(after, lambda: self._change_events(end))
+
+    # Serving
+
+    def _count_connection(self) -> None:
+        with self.lock:
+            self.connections += 1
+
+    def answer(self, handler: _FakeHandler, method: str) -> None:
+        """Answer one request, ``GET`` or ``PUT``, as the real service would."""
+        self._apply_due_changes()
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        with self.lock:
+            self.request_count += 1
+        token = headers.get(_TOKEN_HEADER.lower())
+        if method == "PUT":
+            self._issue_token(handler, headers)
+        elif (token is not None or not self.allow_imdsv1) and not self._token_is_valid(token):
+            handler.reply(401, b"")
+        else:
+            self._serve_path(handler)
+
+    def _issue_token(self, handler: _FakeHandler, headers: dict[str, str]) -> None:
+        import secrets
+
+        if handler.path != "/latest/api/token":
+            handler.reply(405 if handler.path.startswith("/latest/") else 404, b"")
+            return
+        if "x-forwarded-for" in headers:
+            handler.reply(403, b"Forbidden")
+            return
+        ttl = headers.get(_TOKEN_TTL_HEADER.lower(), "")
+        if not ttl.isdigit() or not 1 <= int(ttl) <= TOKEN_TTL_SECONDS:
+            handler.reply(400, b"Bad Request")
+            return
+        token = secrets.token_urlsafe(42)
+        with self.lock:
+            self.tokens[token] = self.clock.monotonic() + int(ttl)
+        handler.reply(200, token.encode(), ((_TOKEN_TTL_HEADER, ttl),))
+
+    def _token_is_valid(self, token: str | None) -> bool:
+        with self.lock:
+            expiry = self.tokens.get(token or "")
+        return expiry is not None and self.clock.monotonic() < expiry
+
+    def _serve_path(self, handler: _FakeHandler) -> None:
+        from urllib.parse import unquote
+
+        if not handler.path.startswith("/latest/"):
+            handler.reply(404, b"Not Found")
+            return
+        relative = unquote(handler.path[len("/latest/") :])
+        with self.lock:
+            body = self._body(relative)
+        if body is None:
+            handler.reply(404, b"Not Found")
+        else:
+            handler.reply(200, body)
+
+    def _body(self, relative: str) -> bytes | None:
+        """What the service answers for a path below ``/latest/``; None when nothing is there."""
+        node: Any = self.tree
+        for part in relative.rstrip("/").split("/"):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        if isinstance(node, _FakeDirectory):
+            return node.listing.encode()
+        if isinstance(node, dict):
+            return "\n".join(
+                f"{k}/" if isinstance(v, dict) else k for k, v in node.items()
+            ).encode()
+        # A value asked for with a trailing slash is served too, as the mock does.
+        return node if isinstance(node, bytes) else str(node).encode()
+
+
+def _now(seconds_ahead: float) -> datetime:
+    from datetime import datetime, timedelta, timezone
+
+    return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=seconds_ahead)
+
+
+# The serve command (imds serve), kept with the fake it serves
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``10s``, ``500ms``, ``2m``, ``1h`` or a plain number of seconds."""
+    import argparse
+
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    number, scale = text.strip(), 1.0
+    for suffix, seconds in units:
+        if number.endswith(suffix):
+            number, scale = number[: -len(suffix)], seconds
+            break
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 10s, 500ms or 2m")
+    return value
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Serve a fake IMDSv2 of a made-up instance, for trying and testing code without an "
+        "instance. With COMMAND (after --): serve on a free port, run COMMAND with "
+        f"{_ENDPOINT_VARIABLE} set, and exit with its status."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, help="port to listen on (default: 1338; a free one with COMMAND)"
+    )
+    parser.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="allow a --host that is not loopback (anyone who can reach it reads the fake)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="FILE.json",
+        action="append",
+        default=[],
+        help="a JSON object of path to value: text as is, a list of strings one a line, "
+        "null removes the path, other values become JSON documents",
+    )
+    parser.add_argument(
+        "--imdsv1", action="store_true", help="also answer GETs without a token (IMDSv1)"
+    )
+    events = parser.add_argument_group("simulated events, each at --after")
+    events.add_argument(
+        "--after",
+        type=_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="when the events happen: 10s, 500ms, 2m (default: at once)",
+    )
+    events.add_argument(
+        "--spot-action", choices=_SPOT_ACTIONS, help="a spot interruption notice of this action"
+    )
+    events.add_argument("--rebalance", action="store_true", help="a rebalance recommendation")
+    events.add_argument(
+        "--scheduled-event",
+        metavar="CODE",
+        choices=_EVENT_CODES,
+        help="a maintenance event: " + ", ".join(_EVENT_CODES),
+    )
+    events.add_argument(
+        "--cancel-event-after",
+        type=_duration,
+        metavar="DURATION",
+        help="cancel the --scheduled-event this long after the start",
+    )
+    events.add_argument(
+        "--asg-state",
+        metavar="STATE",
+        help="the Auto Scaling target lifecycle state to move to, such as Terminated",
+    )
+    parser.add_argument(
+        "command_line", metavar="-- COMMAND", nargs="*", help="a command to run against the fake"
+    )
+
+
+def _read_fake_data(files: list[str]) -> list[tuple[str, dict[str, object]]]:
+    import json
+
+    documents = []
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as file:
+                document = json.load(file)
+        except OSError as error:
+            raise EC2MetadataConfigError(f"--data {name}: {error.strerror or error}") from None
+        except ValueError as error:
+            raise EC2MetadataConfigError(f"--data {name}: not JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise EC2MetadataConfigError(
+                f"--data {name} must hold a JSON object of path to value, not {document!r:.40}"
+            )
+        documents.append((name, document))
+    return documents
+
+
+def _fake_from_arguments(args: argparse.Namespace) -> FakeMetadataService:
+    """The service that ``imds serve`` arguments describe, its data set and events due."""
+    if args.cancel_event_after is not None and not args.scheduled_event:
+        raise EC2MetadataConfigError("--cancel-event-after needs a --scheduled-event")
+    port = args.port if args.port is not None else (0 if args.command_line else 1338)
+    if not 0 <= port <= 65535:
+        raise EC2MetadataConfigError(f"--port must be from 0 to 65535, not {port}")
+    documents = _read_fake_data(args.data)
+    try:
+        service = FakeMetadataService(
+            allow_imdsv1=args.imdsv1,
+            host=args.host,
+            port=port,
+            allow_non_loopback=args.allow_non_loopback,
+        )
+    except OSError as error:
+        raise EC2MetadataConfigError(
+            f"cannot listen on {args.host} port {port}: {error.strerror or error}"
+        ) from None
+    for name, document in documents:
+        for path, value in document.items():
+            try:
+                service.set(path, value)
+            except (KeyError, EC2MetadataConfigError) as error:
+                service.stop()
+                problem = f"nothing at {path!r} to remove" if value is None else str(error)
+                raise EC2MetadataConfigError(f"--data {name}: {problem}") from None
+    if args.spot_action:
+        service.interrupt_spot(args.spot_action, after=args.after)
+    if args.rebalance:
+        service.recommend_rebalance(after=args.after)
+    if args.scheduled_event:
+        event = service.schedule_event(args.scheduled_event, after=args.after)
+        if args.cancel_event_after is not None:
+            service.cancel_event(event, after=max(args.cancel_event_after, args.after))
+    if args.asg_state:
+        service.set_target_lifecycle_state(args.asg_state, after=args.after)
+    return service
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    """``imds serve``: serve until Ctrl-C or SIGTERM, or for as long as COMMAND runs."""
+    import sys
+
+    command: list[str] = args.command_line  # argparse drops the "--" before it
+    try:
+        service = _fake_from_arguments(args)
+    except EC2MetadataConfigError as error:
+        print(f"imds serve: {error}", file=sys.stderr)
+        return 2
+    with service:
+        if command:
+            print(f"imds serve: fake IMDS on {service.url}", file=sys.stderr)
+            return _run_against(service.url, command)
+        return _serve_until_stopped(service.url)
+
+
+def _run_against(url: str, command: list[str]) -> int:
+    """Run ``command`` with the endpoint variable set to ``url``; its exit status."""
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, **{_ENDPOINT_VARIABLE: url})
+    try:
+        status = subprocess.run(command, env=environment, check=False).returncode
+    except OSError as error:
+        print(f"imds serve: cannot run {command[0]}: {error.strerror or error}", file=sys.stderr)
+        return 127
+    except KeyboardInterrupt:
+        return 130
+    return status if status >= 0 else 128 - status  # killed by a signal: as a shell says
+
+
+def _serve_until_stopped(url: str) -> int:
+    """Print how to use the service, then wait for Ctrl-C or SIGTERM: a stop asked for is 0."""
+    import signal
+
+    def stop(signal_number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)  # before printing: a stop may follow at once
+    try:
+        print(f"imds serve: fake IMDS on {url} (Ctrl-C to stop); to use it:")
+        print(f"export {_ENDPOINT_VARIABLE}={url}", flush=True)
+        while True:  # pragma: no branch - left by a signal only
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Command line: imds, python -m ec2_metadata, python ec2_metadata.py -------------------
@@ -2347,6 +3178,7 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
     _add_doctor_arguments(
         commands.add_parser("doctor", help="check why metadata fails here, and print the fixes")
     )
+    _add_serve_arguments(commands.add_parser("serve", help="serve a fake IMDS (for tests)"))
     return parser
 
 
@@ -2374,6 +3206,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
+    if args.command == "serve":
+        return _serve_command(args)
     errors: dict[str, str] = {}  # attributes inside a value that failed, and why
     try:
         client = EC2Metadata(endpoint=args.endpoint, timeout=args.timeout)

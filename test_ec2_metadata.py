@@ -19,7 +19,6 @@ import operator
 import os
 import pickle
 import random
-import secrets
 import select
 import socket
 import subprocess
@@ -34,9 +33,20 @@ import urllib.request
 import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, ClassVar, NamedTuple, NoReturn, Protocol, TypeVar, Union, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ClassVar,
+    NamedTuple,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    Union,
+    cast,
+)
 from unittest import mock
-from urllib.parse import unquote
+from urllib.parse import quote
 
 import ec2_metadata
 from ec2_metadata import (
@@ -102,184 +112,68 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,ass
 
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-PRIMARY_MAC = "0e:49:61:0f:c3:11"
-SECONDARY_MAC = "0e:5a:77:21:b0:9f"
-ROLE_NAME = "web-stack-WebRole-1TQ0ZJ3X6N4QF"
-PROFILE_ARN = "arn:aws:iam::123456789012:instance-profile/web-stack-WebProfile-O8XJ5GQZ2K1A"
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0123456789abcdef web@example\n"
-USER_DATA = b"#!/bin/bash\necho hello > /tmp/hello\n"
 
-IDENTITY_DOCUMENT = {
-    "accountId": "123456789012",
-    "architecture": "x86_64",
-    "availabilityZone": "eu-west-1b",
-    "billingProducts": None,
-    "devpayProductCodes": None,
-    "marketplaceProductCodes": None,
-    "imageId": "ami-0a1b2c3d4e5f60718",
-    "instanceId": "i-0123456789abcdef0",
-    "instanceType": "t3.micro",
-    "kernelId": None,
-    "pendingTime": "2026-11-01T09:15:27Z",
-    "privateIp": "172.31.16.25",
-    "ramdiskId": None,
-    "region": "eu-west-1",
-    "version": "2017-09-30",
-}
-IAM_INFO = {
-    "Code": "Success",
-    "LastUpdated": "2026-11-27T02:10:41Z",
-    "InstanceProfileArn": PROFILE_ARN,
-    "InstanceProfileId": "AIPAZ4EXAMPLEPROFILE1",
-}
-CREDENTIALS = {
-    "Code": "Success",
-    "LastUpdated": "2026-11-27T02:10:41Z",
-    "Type": "AWS-HMAC",
-    "AccessKeyId": "ASIAZ4EXAMPLEKEY0001",
-    "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEYxx",
-    "Token": "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENvalue==",
-    "Expiration": "2026-11-27T08:26:12Z",
-}
-SPOT_ACTION = {"action": "terminate", "time": "2026-11-27T04:02:00Z"}
-SCHEDULED_EVENT = {
-    "NotBefore": "4 Dec 2026 09:00:00 GMT",
-    "Code": "system-reboot",
-    "Description": "scheduled reboot",
-    "EventId": "instance-event-0d59937288b749b32",
-    "NotAfter": "4 Dec 2026 11:00:00 GMT",
-    "State": "active",
-}
-PKCS7 = "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAaCAJIAEggHbewog"
-RSA2048 = "MIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwGggCSABIIB"
-SIGNATURE = "dExamplesignatureVGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ=="
+# The values of the library's fake instance, with the example events it can carry.
+EXAMPLE_TREE: Any = ec2_metadata.FakeMetadataService.default_tree(with_events=True)
+PRIMARY_MAC: str = EXAMPLE_TREE["meta-data"]["mac"]
+SECONDARY_MAC: str = sorted(set(EXAMPLE_TREE["meta-data"]["network"]["interfaces"]["macs"]))[1]
+ROLE_NAME: str = next(iter(EXAMPLE_TREE["meta-data"]["iam"]["security-credentials"]))
+SSH_KEY: str = EXAMPLE_TREE["meta-data"]["public-keys"]["0"]["openssh-key"]
+USER_DATA: bytes = EXAMPLE_TREE["user-data"]
+IDENTITY_DOCUMENT = json.loads(EXAMPLE_TREE["dynamic"]["instance-identity"]["document"])
+IAM_INFO = json.loads(EXAMPLE_TREE["meta-data"]["iam"]["info"])
+PROFILE_ARN: str = IAM_INFO["InstanceProfileArn"]
+CREDENTIALS = json.loads(EXAMPLE_TREE["meta-data"]["iam"]["security-credentials"][ROLE_NAME])
+SPOT_ACTION = json.loads(EXAMPLE_TREE["meta-data"]["spot"]["instance-action"])
+(SCHEDULED_EVENT,) = json.loads(EXAMPLE_TREE["meta-data"]["events"]["maintenance"]["scheduled"])
+PKCS7: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["pkcs7"]
+RSA2048: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["rsa2048"]
+SIGNATURE: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["signature"]
 
 Tree = dict[str, Union["Tree", str, bytes]]
 
+# A directory of the tree whose listing is not the plain one (``public-keys/``).
+Directory = ec2_metadata._FakeDirectory
 
-class Directory(dict):  # type: ignore[type-arg]
-    """A directory of the tree whose listing is not the plain one (``public-keys/``)."""
-
-    def __init__(self, entries: Tree, listing: str) -> None:
-        super().__init__(entries)
-        self.listing = listing
+if TYPE_CHECKING:
+    from ec2_metadata import _FakeHandler
+else:
+    _FakeHandler = ec2_metadata._fake_server_classes()[0]
 
 
 def instance_tree(*, mock_quirks: bool = False) -> Tree:
-    """The metadata of one realistic instance, in the form the fake serves.
+    """The library's fake instance with its example events, in the form the fake serves.
 
-    With ``mock_quirks``, answers look like amazon-ec2-metadata-mock's: tab-indented JSON
-    and a ``public-keys/`` listing of ``0/`` with no key name.
+    The secondary interface has ``network-card-index`` instead of ``network-card``, as
+    amazon-ec2-metadata-mock serves it.  With ``mock_quirks``, answers look like that
+    mock's throughout: tab-indented JSON, ``network-card-index`` on every interface,
+    ``security-credentials`` listed both as a value and a directory, a ``public-keys/``
+    listing of ``0/`` with no key name, and a ``NotBeforeDeadline`` on the event.
     """
-
-    def as_json(value: object) -> str:
-        return json.dumps(value, indent="\t" if mock_quirks else 2)
-
-    def interface(number: int, public: bool) -> Tree:
-        data: Tree = {
-            "device-number": str(number),
-            "interface-id": f"eni-0{number}1234567890abcde",
-            "local-hostname": f"ip-172-31-16-{25 + number}.eu-west-1.compute.internal",
-            "local-ipv4s": f"172.31.16.{25 + number}\n172.31.16.{99 + number}",
-            "mac": PRIMARY_MAC if number == 0 else SECONDARY_MAC,
-            "owner-id": "123456789012",
-            "security-group-ids": "sg-0aa11bb22cc33dd44\nsg-0ee55ff66aa77bb88",
-            "security-groups": "web\nssh-access",
-            "subnet-id": f"subnet-0{number}a1b2c3d4e5f6789",
-            "subnet-ipv4-cidr-block": "172.31.16.0/20",
-            "vpc-id": "vpc-0f1e2d3c4b5a69788",
-            "vpc-ipv4-cidr-block": "172.31.0.0/16",
-            "vpc-ipv4-cidr-blocks": "172.31.0.0/16\n100.64.0.0/16",
-        }
-        # AWS documents network-card; amazon-ec2-metadata-mock serves network-card-index.
-        data["network-card-index" if mock_quirks or number else "network-card"] = str(number)
-        if public:
-            data.update(
-                {
-                    "ipv4-associations": {"54.78.12.34": "172.31.16.25"},
-                    "ipv6s": "2a05:d018:1234:5600::10\n2a05:d018:1234:5600::11",
-                    "ipv4-prefix": "172.31.16.48/28",
-                    "ipv6-prefix": "2a05:d018:1234:5600:9c3f::/80",
-                    "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
-                    "public-ipv4s": "54.78.12.34",
-                    "subnet-ipv6-cidr-blocks": "2a05:d018:1234:5600::/64",
-                    "vpc-ipv6-cidr-blocks": "2a05:d018:1234:5600::/56",
-                }
-            )
-        return data
-
-    public_keys: Tree = {"0": {"openssh-key": SSH_KEY}}
-    iam: Tree = {
-        "info": as_json(IAM_INFO),
-        "security-credentials": {ROLE_NAME: as_json(CREDENTIALS)},
-    }
-    event = (
-        dict(SCHEDULED_EVENT, NotBeforeDeadline="6 Dec 2026 09:00:00 GMT")
-        if mock_quirks
-        else SCHEDULED_EVENT
+    tree: Any = ec2_metadata.FakeMetadataService.default_tree(with_events=True)
+    metadata = tree["meta-data"]
+    for mac, interface in metadata["network"]["interfaces"]["macs"].items():
+        if mock_quirks or mac == SECONDARY_MAC:
+            interface["network-card-index"] = interface.pop("network-card")
+    if not mock_quirks:
+        return cast(Tree, tree)
+    event = dict(SCHEDULED_EVENT, NotBeforeDeadline="6 Dec 2026 09:00:00 GMT")
+    metadata["events"]["maintenance"]["scheduled"] = json.dumps([event])
+    documents = [
+        (metadata["iam"], "info"),
+        (metadata["iam"]["security-credentials"], ROLE_NAME),
+        (metadata["events"]["maintenance"], "scheduled"),
+        (metadata["events"]["recommendations"], "rebalance"),
+        (metadata["spot"], "instance-action"),
+        (tree["dynamic"]["instance-identity"], "document"),
+    ]
+    for directory, name in documents:
+        directory[name] = json.dumps(json.loads(directory[name]), indent="\t")
+    metadata["iam"] = Directory(
+        metadata["iam"], "info\nsecurity-credentials\nsecurity-credentials/"
     )
-    return {
-        "meta-data": {
-            "ami-id": "ami-0a1b2c3d4e5f60718",
-            "ami-launch-index": "0",
-            "ami-manifest-path": "(unknown)",
-            "autoscaling": {"target-lifecycle-state": "InService"},
-            "block-device-mapping": {"ami": "/dev/xvda", "ebs1": "sdb", "root": "/dev/xvda"},
-            "events": {
-                "maintenance": {"scheduled": as_json([event])},
-                "recommendations": {"rebalance": as_json({"noticeTime": "2026-11-27T03:50:00Z"})},
-            },
-            "hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
-            # The mock lists security-credentials both as a value and as a directory.
-            "iam": Directory(iam, "info\nsecurity-credentials\nsecurity-credentials/")
-            if mock_quirks
-            else iam,
-            "instance-action": "none",
-            "instance-id": "i-0123456789abcdef0",
-            "instance-life-cycle": "spot",
-            "instance-type": "t3.micro",
-            "ipv6": "2a05:d018:1234:5600::10",
-            "kernel-id": "aki-dc9ed9af",
-            "local-hostname": "ip-172-31-16-25.eu-west-1.compute.internal",
-            "local-ipv4": "172.31.16.25",
-            "mac": PRIMARY_MAC,
-            "network": {
-                "interfaces": {
-                    "macs": {
-                        PRIMARY_MAC: interface(0, public=True),
-                        SECONDARY_MAC: interface(1, public=False),
-                    }
-                }
-            },
-            "placement": {
-                "availability-zone": "eu-west-1b",
-                "availability-zone-id": "euw1-az3",
-                "group-name": "web-spread",
-                "host-id": "h-0a1b2c3d4e5f60718",
-                "partition-number": "3",
-                "region": "eu-west-1",
-            },
-            "product-codes": "6njl1pau431dv1qxipg63mvah",
-            "public-hostname": "ec2-54-78-12-34.eu-west-1.compute.amazonaws.com",
-            "public-ipv4": "54.78.12.34",
-            "public-keys": public_keys if mock_quirks else Directory(public_keys, "0=web-key"),
-            "ramdisk-id": "ari-f4b3a3f1",
-            "reservation-id": "r-0123456789abcdef0",
-            "security-groups": "web\nssh-access",
-            "services": {"domain": "amazonaws.com", "partition": "aws"},
-            "spot": {"instance-action": as_json(SPOT_ACTION)},
-            "tags": {"instance": {"Name": "web-1", "Environment": "production"}},
-        },
-        "dynamic": {
-            "instance-identity": {
-                "document": as_json(IDENTITY_DOCUMENT),
-                "pkcs7": PKCS7,
-                "rsa2048": RSA2048,
-                "signature": SIGNATURE,
-            }
-        },
-        "user-data": USER_DATA,
-    }
+    metadata["public-keys"] = dict(metadata["public-keys"])
+    return cast(Tree, tree)
 
 
 class Clock(Protocol):
@@ -305,45 +199,30 @@ class Reply(NamedTuple):
 Fault = Union[Reply, Callable[[http.server.BaseHTTPRequestHandler], None]]
 
 
-class FakeIMDS:
-    """A stand-in for the Instance Metadata Service on 127.0.0.1 and a free port.
+class FakeIMDS(ec2_metadata.FakeMetadataService):
+    """The library's fake IMDS (`ec2_metadata.FakeMetadataService`), plus what tests need.
 
-    It enforces IMDSv2 as the real service does: a token from ``PUT /latest/api/token``
-    (400 without a TTL from 1 to 21600, 403 with ``X-Forwarded-For``), 401 for a GET
-    without a valid token, 404 for unknown paths, and directory listings with a ``/``
-    after sub-directories.  It records every request and counts TCP connections; tests
-    can script faults per path and revoke tokens.
+    It serves ``tree`` (by default `instance_tree`, with the example events), records every
+    request in ``requests``, holds each answer back by ``latency`` seconds, lets tests
+    script faults per path (`inject`) and put any subtree anywhere (`put`), and times its
+    tokens with ``clock``.  The IMDSv2 rules are the library's.
     """
+
+    tree: Tree
 
     def __init__(
         self, tree: Tree | None = None, *, mock_quirks: bool = False, clock: Clock = time
     ) -> None:
+        super().__init__()
         self.tree = instance_tree(mock_quirks=mock_quirks) if tree is None else tree
         self.clock = clock  # what times the tokens: the time module, or a FakeClock
         self.requests: list[Request] = []
-        self.connections = 0
-        self.tokens: dict[str, float] = {}
         self.faults: dict[tuple[str, str], list[Fault]] = {}
         self.latency = 0.0
-        self.lock = threading.Lock()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHandler)
-        self.server.daemon_threads = True
-        self.server.imds = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> FakeIMDS:
-        self.thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def client(self, **options: Any) -> EC2Metadata:
         return EC2Metadata(endpoint=self.url, **options)
@@ -361,26 +240,13 @@ class FakeIMDS:
         with ``faults``, one each, before normal service resumes."""
         self.faults.setdefault((method, path), []).extend(faults)
 
-    def remove(self, path: str) -> None:
-        """Delete the entry at ``path`` (``meta-data/kernel-id``) so the fake answers 404."""
-        *parents, name = path.split("/")
-        node: Any = self.tree
-        for part in parents:
-            node = node[part]
-        del node[name]
-
     def put(self, path: str, value: str | bytes | Tree) -> None:
+        """Serve ``value`` at ``path`` as it is: a dict is a directory (`set` makes it JSON)."""
         *parents, name = path.split("/")
         node: Any = self.tree
         for part in parents:
             node = node.setdefault(part, {})
         node[name] = value
-
-    def revoke_tokens(self) -> None:
-        with self.lock:
-            self.tokens.clear()
-
-    # Serving
 
     def answer(self, handler: _FakeHandler, method: str) -> None:
         headers = {name.lower(): value for name, value in handler.headers.items()}
@@ -394,87 +260,8 @@ class FakeIMDS:
             handler.reply(fault.status, fault.body, fault.headers)
         elif fault is not None:
             fault(handler)
-        elif method == "PUT":
-            self._issue_token(handler, headers)
-        elif not self._token_is_valid(headers.get(TOKEN_HEADER.lower())):
-            handler.reply(401, b"")
         else:
-            self._serve_path(handler)
-
-    def _issue_token(self, handler: _FakeHandler, headers: dict[str, str]) -> None:
-        if handler.path != "/latest/api/token":
-            handler.reply(405 if handler.path.startswith("/latest/") else 404, b"")
-            return
-        if "x-forwarded-for" in headers:
-            handler.reply(403, b"Forbidden")
-            return
-        ttl = headers.get(TTL_HEADER.lower(), "")
-        if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
-            handler.reply(400, b"Bad Request")
-            return
-        token = secrets.token_urlsafe(42)
-        with self.lock:
-            self.tokens[token] = self.clock.monotonic() + int(ttl)
-        handler.reply(200, token.encode(), ((TTL_HEADER, ttl),))
-
-    def _token_is_valid(self, token: str | None) -> bool:
-        with self.lock:
-            expiry = self.tokens.get(token or "")
-        return expiry is not None and self.clock.monotonic() < expiry
-
-    def _serve_path(self, handler: _FakeHandler) -> None:
-        if not handler.path.startswith("/latest/"):
-            handler.reply(404, b"Not Found")
-            return
-        relative = unquote(handler.path[len("/latest/") :])
-        node: Any = self.tree
-        for part in relative.rstrip("/").split("/"):
-            if not isinstance(node, dict) or part not in node:
-                handler.reply(404, b"Not Found")
-                return
-            node = node[part]
-        if isinstance(node, Directory):
-            handler.reply(200, node.listing.encode())
-        elif isinstance(node, dict):
-            listing = "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in node.items())
-            handler.reply(200, listing.encode())
-        else:  # a value asked for with a trailing slash is served too, as the mock does
-            handler.reply(200, node if isinstance(node, bytes) else node.encode())
-
-
-class _FakeHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10
-    server_version = "EC2ws"
-    sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes: without this, Nagle's algorithm holds
-        # the body until the client's delayed ACK, 40 ms a request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        imds: FakeIMDS = self.server.imds  # type: ignore[attr-defined]
-        with imds.lock:
-            imds.connections += 1
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output clean."""
-
-    def do_GET(self) -> None:
-        self.server.imds.answer(self, "GET")  # type: ignore[attr-defined]
-
-    def do_PUT(self) -> None:
-        self.server.imds.answer(self, "PUT")  # type: ignore[attr-defined]
-
-    def reply(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        for name, value in headers:
-            self.send_header(name, value)
-        if not any(name.lower() == "content-length" for name, _ in headers):
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            super().answer(handler, method)
 
 
 def drop_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
@@ -1086,6 +873,523 @@ class FakeIMDSTests(LoopbackTestCase):
         self.assertEqual(listing.decode().splitlines(), ["info", "security-credentials/"])
         _, listing = self.exchange(imds, "GET", "/latest/meta-data/public-keys/", good)
         self.assertEqual(listing, b"0=web-key")
+
+
+def raw_request(
+    url: str, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One request over plain http.client, as curl would send it."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=5)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def raw_token(url: str, ttl: str = "60") -> dict[str, str]:
+    status, token = raw_request(url, "PUT", TOKEN_PATH, {TTL_HEADER: ttl})
+    assert status == 200, status
+    return {TOKEN_HEADER: token.decode()}
+
+
+class FakeMetadataServiceTests(LoopbackTestCase):
+    """The public fake: IMDSv2 as AWS documents it, and a realistic instance."""
+
+    def service(self, *args: Any, **options: Any) -> ec2_metadata.FakeMetadataService:
+        service = ec2_metadata.FakeMetadataService(*args, **options)
+        self.addCleanup(service.stop)
+        service.start()
+        return service
+
+    def test_the_token_ttl_must_be_from_1_to_21600_seconds(self) -> None:
+        url = self.service().url
+        for ttl in ("0", "21601", "-1", "1.5", "soon", ""):
+            with self.subTest(ttl=ttl):
+                answer = raw_request(url, "PUT", TOKEN_PATH, {TTL_HEADER: ttl})
+                self.assertEqual(answer, (400, b"Bad Request"))
+        self.assertEqual(raw_request(url, "PUT", TOKEN_PATH)[0], 400)
+        for ttl in ("1", "21600"):
+            self.assertEqual(raw_request(url, "PUT", TOKEN_PATH, {TTL_HEADER: ttl})[0], 200)
+
+    def test_a_token_request_with_x_forwarded_for_is_refused(self) -> None:
+        url = self.service().url
+        headers = {TTL_HEADER: "60", "X-Forwarded-For": "203.0.113.9"}
+        self.assertEqual(raw_request(url, "PUT", TOKEN_PATH, headers), (403, b"Forbidden"))
+
+    def test_a_read_needs_a_valid_unexpired_token(self) -> None:
+        service = self.service()
+        clock = FakeClock()
+        service.clock = clock
+        token = raw_token(service.url, ttl="60")
+        self.assertEqual(raw_request(service.url, "GET", MAC_PATH)[0], 401)
+        self.assertEqual(
+            raw_request(service.url, "GET", MAC_PATH, {TOKEN_HEADER: "forged"})[0], 401
+        )
+        self.assertEqual(
+            raw_request(service.url, "GET", MAC_PATH, token), (200, PRIMARY_MAC.encode())
+        )
+        clock.now += 60  # expired
+        self.assertEqual(raw_request(service.url, "GET", MAC_PATH, token)[0], 401)
+        token = raw_token(service.url)
+        service.revoke_tokens()
+        self.assertEqual(raw_request(service.url, "GET", MAC_PATH, token)[0], 401)
+
+    def test_imdsv1_when_allowed_but_a_bad_token_still_fails(self) -> None:
+        service = self.service(allow_imdsv1=True)
+        self.assertEqual(raw_request(service.url, "GET", MAC_PATH), (200, PRIMARY_MAC.encode()))
+        self.assertEqual(
+            raw_request(service.url, "GET", MAC_PATH, {TOKEN_HEADER: "forged"})[0], 401
+        )
+        self.assertEqual(service.allow_imdsv1, True)
+
+    def test_missing_paths_listings_and_public_keys(self) -> None:
+        service = self.service()
+        token = raw_token(service.url)
+        for path in ("/latest/meta-data/nothing", "/meta-data/mac", "/latest/meta-data/mac/x"):
+            self.assertEqual(raw_request(service.url, "GET", path, token), (404, b"Not Found"))
+        _, listing = raw_request(service.url, "GET", "/latest/meta-data/", token)
+        names = listing.decode().splitlines()
+        self.assertIn("placement/", names)
+        self.assertIn("instance-id", names)
+        self.assertNotIn("spot/", names)  # no interruption until one is simulated
+        _, keys = raw_request(service.url, "GET", "/latest/meta-data/public-keys/", token)
+        self.assertEqual(keys, b"0=web-key")
+        self.assertEqual(raw_request(service.url, "PUT", "/latest/meta-data/", token)[0], 405)
+
+    def test_the_default_instance_has_every_category_with_fake_credentials(self) -> None:
+        client = EC2Metadata(endpoint=self.service().url)
+        self.assertEqual(client.instance_id, "i-0123456789abcdef0")
+        self.assertEqual(client.region, "eu-west-1")
+        self.assertEqual(
+            client.network_interfaces[client.mac].subnet_id, "subnet-00a1b2c3d4e5f6789"
+        )
+        self.assertEqual(len(client.network_interfaces), 2)
+        self.assertEqual(dict(client.tags), {"Name": "web-1", "Environment": "production"})
+        self.assertEqual(client.public_keys["web-key"].openssh_key, SSH_KEY)
+        self.assertEqual(client.iam_info, IAM_INFO)
+        credentials = client.iam_security_credentials
+        assert credentials is not None
+        self.assertTrue(credentials["AccessKeyId"].startswith("ASIAFAKE"))
+        self.assertEqual(client.instance_identity_document, IDENTITY_DOCUMENT)
+        self.assertEqual(client.user_data, USER_DATA)
+        self.assertEqual(client.autoscaling_target_lifecycle_state, "InService")
+        self.assertIsNone(client.spot_instance_action)
+        self.assertIsNone(client.rebalance_recommendation)
+        self.assertEqual(client.scheduled_events, [])
+
+    def test_set_and_remove_paths(self) -> None:
+        service = self.service({"meta-data/tags/instance/Owner": "qa"})
+        client = EC2Metadata(endpoint=service.url)
+        service.set("/latest/meta-data/security-groups", ["a", "b"])
+        service.set("meta-data/iam/info", {**IAM_INFO, "InstanceProfileId": "AIPAOTHER"})
+        service.set("user-data", b"\x00\xff")
+        service.set("meta-data/ami-launch-index", 3)
+        service.set("meta-data/tags/instance/Name", None)
+        service.remove("meta-data/kernel-id")
+        self.assertEqual(dict(client.tags), {"Environment": "production", "Owner": "qa"})
+        self.assertEqual(client.security_groups, ["a", "b"])
+        self.assertEqual(client.instance_profile_id, "AIPAOTHER")
+        self.assertEqual((client.user_data, client.ami_launch_index), (b"\x00\xff", 3))
+        self.assertIsNone(client.kernel_id)
+        service.remove("meta-data/iam")
+        self.assertIsNone(EC2Metadata(endpoint=service.url).iam_info)
+        for missing in ("meta-data/kernel-id", "meta-data/mac/x", "nothing/here"):
+            with self.subTest(missing), self.assertRaises(KeyError):
+                service.remove(missing)
+        with self.assertRaisesRegex(EC2MetadataConfigError, "'mac' is a value"):
+            service.set("meta-data/mac/x", "y")
+        for bad in ("", "meta-data//mac"):
+            with (
+                self.subTest(bad),
+                self.assertRaisesRegex(EC2MetadataConfigError, "not a metadata"),
+            ):
+                service.set(bad, "x")
+
+    def test_it_binds_to_loopback_only_unless_told(self) -> None:
+        with self.assertRaisesRegex(EC2MetadataConfigError, "allow_non_loopback=True"):
+            ec2_metadata.FakeMetadataService(host="192.0.2.10")
+        for host, loopback in (
+            ("localhost", True),
+            ("127.0.0.2", True),
+            ("[::1]", True),
+            ("0.0.0.0", False),
+            ("example.com", False),
+            ("169.254.169.254", False),
+        ):
+            self.assertIs(ec2_metadata._is_loopback(host), loopback, host)
+
+    def test_ipv6_loopback(self) -> None:
+        try:
+            service = self.service(host="::1")
+        except OSError:  # pragma: no cover - a machine without IPv6
+            self.skipTest("no IPv6 loopback here")
+        self.assertTrue(service.url.startswith("http://[::1]:"))
+        self.assertEqual(EC2Metadata(endpoint=service.url).region, "eu-west-1")
+
+    def test_stop_before_start_closes_the_socket(self) -> None:
+        service = ec2_metadata.FakeMetadataService()
+        service.stop()
+        self.assertEqual(service.server.socket.fileno(), -1)
+
+    def test_the_client_and_raw_http_agree_on_every_value(self) -> None:
+        service = self.service()
+        client = EC2Metadata(endpoint=service.url)
+        token = raw_token(service.url)
+        for path, body in leaves(service.tree):
+            with self.subTest(path):
+                raw = raw_request(service.url, "GET", "/latest/" + quote(path), token)
+                self.assertEqual(raw, (200, body))
+                self.assertEqual(client.fetch_bytes(path), body)
+        raw_document = raw_request(
+            service.url, "GET", "/latest/dynamic/instance-identity/document", token
+        )[1]
+        self.assertEqual(client.instance_identity_document, json.loads(raw_document))
+
+    def test_a_client_hanging_up_prints_nothing(self) -> None:
+        service = self.service()
+        errors = (
+            ConnectionResetError(104, "reset"),
+            BrokenPipeError(32, "pipe"),
+            ValueError("bug"),
+        )
+        printed = []
+        with socket.socket() as request:
+            for error in errors:
+                output = io.StringIO()
+                with contextlib.redirect_stderr(output):
+                    try:
+                        raise error
+                    except Exception:
+                        service.server.handle_error(request, ("127.0.0.1", 9))
+                printed.append(output.getvalue())
+        self.assertEqual(printed[:2], ["", ""])
+        self.assertIn("ValueError: bug", printed[2])  # a fault of the fake's own still shows
+
+
+class FakeEventTests(LoopbackTestCase):
+    """The simulated events, as the client's uncached attributes see them."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fake = ec2_metadata.FakeMetadataService()
+        self.clock = FakeClock()
+        self.fake.clock = self.clock
+        self.fake.start()
+        self.addCleanup(self.fake.stop)
+        self.client = EC2Metadata(endpoint=self.fake.url)
+
+    def assert_soon_after(self, moment: datetime, seconds: float) -> None:
+        expected = datetime.now(timezone.utc).timestamp() + seconds
+        self.assertLess(abs(moment.timestamp() - expected), 30)
+
+    def test_a_spot_interruption_after_a_delay(self) -> None:
+        self.fake.interrupt_spot("hibernate", after=10)
+        self.assertIsNone(self.client.spot_instance_action)
+        self.clock.now += 10
+        action = self.client.spot_instance_action
+        assert action is not None
+        self.assertEqual(action.action, "hibernate")
+        self.assert_soon_after(action.time, 120)
+        with self.assertRaises(EC2MetadataNotFoundError):
+            self.client.fetch("meta-data/spot/termination-time")
+
+    def test_a_terminate_notice_also_sets_the_termination_time(self) -> None:
+        self.fake.interrupt_spot()
+        action = self.client.spot_instance_action
+        assert action is not None
+        self.assertEqual(action.action, "terminate")
+        termination = self.client.fetch("meta-data/spot/termination-time")
+        self.assertEqual(termination, action.time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        with self.assertRaisesRegex(EC2MetadataConfigError, "hibernate, stop, terminate"):
+            self.fake.interrupt_spot("reboot")
+
+    def test_a_rebalance_recommendation(self) -> None:
+        self.fake.recommend_rebalance(after=5)
+        self.assertIsNone(self.client.rebalance_recommendation)
+        self.clock.now += 5
+        recommendation = self.client.rebalance_recommendation
+        assert recommendation is not None
+        self.assert_soon_after(recommendation.notice_time, 0)
+
+    def test_a_scheduled_event_canceled_and_one_completed(self) -> None:
+        reboot = self.fake.schedule_event()
+        retirement = self.fake.schedule_event("instance-retirement", after=5, starts_in=3600)
+        self.assertEqual([event["EventId"] for event in self.client.scheduled_events], [reboot])
+        self.clock.now += 5
+        events = self.client.scheduled_events
+        self.assertEqual([event["EventId"] for event in events], [reboot, retirement])
+        self.assertEqual([event["State"] for event in events], ["active", "active"])
+        self.assertEqual(events[1]["Code"], "instance-retirement")
+        self.assert_soon_after(events[1]["NotBefore"], 3600)
+        self.assert_soon_after(events[1]["NotAfter"], 3600 + 7200)
+        self.fake.cancel_event(reboot)
+        self.fake.complete_event(retirement, after=5)
+        events = self.client.scheduled_events
+        self.assertEqual([event["State"] for event in events], ["canceled", "active"])
+        self.assertTrue(events[0]["Description"].startswith("[Canceled] "))
+        self.clock.now += 5
+        self.assertEqual(self.client.scheduled_events[1]["State"], "completed")
+        with self.assertRaises(KeyError):
+            self.fake.cancel_event("instance-event-0000")
+        with self.assertRaisesRegex(EC2MetadataConfigError, "system-reboot"):
+            self.fake.schedule_event("reboot-now")
+
+    def test_an_event_after_the_events_were_removed(self) -> None:
+        self.fake.remove("meta-data/events")
+        self.fake.schedule_event("instance-stop")
+        self.assertEqual(
+            [event["Code"] for event in self.client.scheduled_events], ["instance-stop"]
+        )
+
+    def test_an_auto_scaling_lifecycle_change_after_a_delay(self) -> None:
+        self.fake.set_target_lifecycle_state("Terminated", after=10)
+        self.assertEqual(self.client.autoscaling_target_lifecycle_state, "InService")
+        self.clock.now += 10
+        self.assertEqual(self.client.autoscaling_target_lifecycle_state, "Terminated")
+
+
+class ServeCommandTests(LoopbackTestCase):
+    """``imds serve``: its flags, its data files, its command mode and how it stops."""
+
+    def arguments(self, *argv: str) -> Any:
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        ec2_metadata._add_serve_arguments(parser)
+        return parser.parse_args(["--port", "0", *argv])
+
+    def serve_with(self, *argv: str) -> ec2_metadata.FakeMetadataService:
+        service = ec2_metadata._fake_from_arguments(self.arguments(*argv))
+        self.addCleanup(service.stop)
+        service.start()
+        return service
+
+    def data_file(self, document: object) -> str:
+        directory = self.temporary_directory()
+        path = os.path.join(directory, "data.json")
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump(document, file)
+        return path
+
+    def temporary_directory(self) -> str:
+        import tempfile
+
+        directory = tempfile.TemporaryDirectory()
+        self.addCleanup(directory.cleanup)
+        return directory.name
+
+    def run_main(self, *argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = ec2_metadata.main(list(argv))
+        return status, out.getvalue(), err.getvalue()
+
+    def test_durations(self) -> None:
+        for text, seconds in (("10s", 10), ("500ms", 0.5), ("2m", 120), ("1h", 3600), ("3", 3)):
+            self.assertEqual(ec2_metadata._duration(text), seconds)
+        for bad in ("soon", "-1s", "nan", "infs", ""):
+            with self.subTest(bad), self.assertRaisesRegex(Exception, "not a duration"):
+                ec2_metadata._duration(bad)
+
+    def test_the_event_flags_at_their_time(self) -> None:
+        service = self.serve_with(
+            "--spot-action=stop",
+            "--rebalance",
+            "--scheduled-event=system-maintenance",
+            "--cancel-event-after=20s",
+            "--asg-state=Terminated",
+            "--after=10s",
+        )
+        clock = FakeClock()
+        clock.now = time.monotonic()
+        service.clock = clock
+        client = EC2Metadata(endpoint=service.url)
+        self.assertEqual(
+            (client.spot_instance_action, client.rebalance_recommendation, client.scheduled_events),
+            (None, None, []),
+        )
+        self.assertEqual(client.autoscaling_target_lifecycle_state, "InService")
+        clock.now += 10
+        action = client.spot_instance_action
+        self.assertEqual(action.action if action else None, "stop")
+        self.assertIsNotNone(client.rebalance_recommendation)
+        self.assertEqual([event["State"] for event in client.scheduled_events], ["active"])
+        self.assertEqual(client.autoscaling_target_lifecycle_state, "Terminated")
+        clock.now += 10
+        self.assertEqual([event["State"] for event in client.scheduled_events], ["canceled"])
+
+    def test_an_event_at_once_and_no_events(self) -> None:
+        client = EC2Metadata(endpoint=self.serve_with("--scheduled-event=instance-reboot").url)
+        self.assertEqual(client.scheduled_events[0]["Code"], "instance-reboot")
+        self.assertIsNone(client.spot_instance_action)
+        plain = EC2Metadata(endpoint=self.serve_with().url)
+        self.assertEqual((plain.scheduled_events, plain.rebalance_recommendation), ([], None))
+
+    def test_data_files_override_add_and_remove_paths(self) -> None:
+        first = self.data_file(
+            {
+                "meta-data/tags/instance/Name": "from-a-file",
+                "meta-data/security-groups": ["db", "ssh"],
+                "meta-data/iam": None,
+                "dynamic/instance-identity/document": dict(IDENTITY_DOCUMENT, region="us-east-2"),
+                "meta-data/events/maintenance/scheduled": [SCHEDULED_EVENT],
+            }
+        )
+        second = self.data_file({"/latest/meta-data/tags/instance/Owner": "qa"})
+        service = self.serve_with("--data", first, "--data", second, "--imdsv1")
+        client = EC2Metadata(endpoint=service.url)
+        self.assertEqual(client.tags["Name"], "from-a-file")
+        self.assertEqual(client.tags["Owner"], "qa")
+        self.assertEqual(client.security_groups, ["db", "ssh"])
+        self.assertIsNone(client.iam_info)
+        self.assertIsNone(client.iam_security_credentials)
+        self.assertEqual(client.region, "us-east-2")
+        self.assertEqual(client.scheduled_events[0]["EventId"], SCHEDULED_EVENT["EventId"])
+        self.assertEqual(raw_request(service.url, "GET", MAC_PATH)[0], 200)  # --imdsv1
+
+    def test_bad_arguments_exit_2_with_one_line(self) -> None:
+        directory = self.temporary_directory()
+        not_json = os.path.join(directory, "bad.json")
+        with open(not_json, "w", encoding="utf-8") as file:
+            file.write("{nope")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = str(taken.getsockname()[1])
+            cases = {
+                ("--data", os.path.join(directory, "missing.json")): "missing.json: No such file",
+                ("--data", not_json): "bad.json: not JSON",
+                ("--data", self.data_file(["a"])): "must hold a JSON object",
+                ("--data", self.data_file({"meta-data/nothing": None})): "nothing at",
+                ("--data", self.data_file({"meta-data/mac/x": "y"})): "'mac' is a value",
+                ("--cancel-event-after", "1s"): "needs a --scheduled-event",
+                ("--port", "70000"): "--port must be from 0 to 65535",
+                ("--host", "192.0.2.1"): "--allow-non-loopback",
+                ("--port", port): f"cannot listen on 127.0.0.1 port {port}",
+            }
+            for argv, message in cases.items():
+                with self.subTest(argv):
+                    status, out, err = self.run_main("serve", *argv)
+                    self.assertEqual((status, out), (2, ""))
+                    self.assertIn(message, err)
+                    self.assertEqual(len(err.splitlines()), 1, err)
+
+    def test_a_command_runs_against_the_fake_and_gives_its_status(self) -> None:
+        check = (
+            "import os, sys, ec2_metadata; "
+            "sys.exit(7 if ec2_metadata.ec2_metadata.region == 'eu-west-1' else 1)"
+        )
+        status, _, err = self.run_main("serve", "--", sys.executable, "-c", check)
+        self.assertEqual(status, 7, err)
+        self.assertRegex(err, r"^imds serve: fake IMDS on http://127\.0\.0\.1:\d+\n$")
+        killed = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+        self.assertEqual(self.run_main("serve", "--", sys.executable, "-c", killed)[0], 143)
+        status, _, err = self.run_main("serve", "--", "/nonexistent/command")
+        self.assertEqual(status, 127)
+        self.assertIn("cannot run /nonexistent/command", err)
+        with mock.patch("subprocess.run", side_effect=KeyboardInterrupt):
+            self.assertEqual(self.run_main("serve", "--", "sleep", "9")[0], 130)
+
+    def stop_when_serving(self, output: io.StringIO, signal_number: int, seen: list[str]) -> None:
+        """Wait for the export line, read the region through it, then send a signal."""
+        deadline = time.monotonic() + 10
+        while "export " not in output.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        url = output.getvalue().split("=", 1)[1].strip()
+        seen.append(EC2Metadata(endpoint=url).region)
+        os.kill(os.getpid(), signal_number)
+
+    def test_serve_prints_its_url_and_export_line_and_stops_on_a_signal(self) -> None:
+        import signal
+
+        before = signal.getsignal(signal.SIGTERM)
+        # Ctrl-C raises KeyboardInterrupt even where the runner was started with SIGINT ignored.
+        interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, interrupt)
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal_number):
+                out, seen = io.StringIO(), cast("list[str]", [])
+                stopper = threading.Thread(
+                    target=self.stop_when_serving, args=(out, signal_number, seen)
+                )
+                stopper.start()
+                with contextlib.redirect_stdout(out):
+                    status = ec2_metadata.main(["serve", "--port", "0"])
+                stopper.join()
+                self.assertEqual((status, seen), (0, ["eu-west-1"]))
+                first, export = out.getvalue().splitlines()
+                self.assertRegex(first, r"^imds serve: fake IMDS on http://127\.0\.0\.1:\d+ ")
+                self.assertEqual(export, f"export {ENDPOINT_VARIABLE}={first.split()[5]}")
+                self.assertIs(signal.getsignal(signal.SIGTERM), before)
+
+
+# Runs Python with sys.argv[1:] and SIGINT as a terminal gives it, even where the test
+# runner was started with SIGINT ignored (which a child would inherit).
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+class ServeProcessTests(LoopbackTestCase):
+    """``imds serve`` as a process, and the README's first command."""
+
+    def test_the_readme_first_command_in_a_directory_with_only_the_module(self) -> None:
+        import shutil
+        import tempfile
+
+        with open(os.path.join(os.path.dirname(__file__), "README.md"), encoding="utf-8") as file:
+            readme = file.read()
+        first = readme.split("```sh\n", 1)[1].splitlines()[0].split("#")[0].split()
+        self.assertEqual(
+            first, ["python3", "ec2_metadata.py", "serve", "--", "python3", "ec2_metadata.py"]
+        )
+        with tempfile.TemporaryDirectory() as directory:
+            shutil.copy(ec2_metadata.__file__, directory)
+            environment = {
+                name: value for name, value in os.environ.items() if not name.startswith("AWS_")
+            }
+            environment["PYTHONDONTWRITEBYTECODE"] = "1"
+            argv = [sys.executable if word == "python3" else word for word in first]
+            result = subprocess.run(
+                argv,
+                cwd=directory,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            self.assertEqual(os.listdir(directory), ["ec2_metadata.py"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        document = json.loads(result.stdout)
+        self.assertEqual((document["region"], document["instance_id"]), ("eu-west-1", INSTANCE_ID))
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_serve_is_stopped_by_sigterm_and_sigint_without_a_traceback(self) -> None:
+        import signal
+
+        module = ec2_metadata.__file__
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal_number):
+                process = subprocess.Popen(
+                    [sys.executable, "-c", AS_FROM_A_TERMINAL, module, "serve", "--port", "0"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                assert process.stdout is not None
+                process.stdout.readline()
+                url = process.stdout.readline().split("=", 1)[1].strip()
+                self.assertEqual(EC2Metadata(endpoint=url).instance_id, INSTANCE_ID)
+                process.send_signal(signal_number)
+                out, err = process.communicate(timeout=30)
+                self.assertEqual((process.returncode, out, err), (0, "", ""))
 
 
 class AttributeTests(LoopbackTestCase):

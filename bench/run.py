@@ -26,12 +26,12 @@ first on ``sys.path``, so site-packages differences cannot skew the comparison. 
 take turns run by run (ours first in even runs, upstream first in odd ones); each figure is the
 median over the runs, and each ratio is the median of the ratios ours/upstream within a run.
 
-The fake is ``test_ec2_metadata.FakeIMDS`` on 127.0.0.1.  Nothing may go anywhere else: this
-process imports ``test_ec2_metadata``, which guards its sockets, and every client process
-imports ``bench_child`` before any client module, which guards ``socket.socket.connect`` and
-``connect_ex`` so that an IPv4 or IPv6 address that is not loopback raises before the real
-connect (see ``bench_child.py``).  Ours is pointed at the fake with
-``AWS_EC2_METADATA_SERVICE_ENDPOINT``; upstream, which hard-codes
+The fake is the module's own ``ec2_metadata.FakeMetadataService`` on 127.0.0.1, serving its
+instance with the example events.  Nothing may go anywhere else: this process and every
+client process install ``bench_child``'s guard (the clients before any client module), which
+guards ``socket.socket.connect`` and ``connect_ex`` so that an IPv4 or IPv6 address that is
+not loopback raises before the real connect (see ``bench_child.py``).  Ours is pointed at
+the fake with ``AWS_EC2_METADATA_SERVICE_ENDPOINT``; upstream, which hard-codes
 ``http://169.254.169.254/latest/``, has each of its URL attributes rewritten before its first
 request.
 
@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from test_ec2_metadata import FakeIMDS
+    from ec2_metadata import FakeMetadataService
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -239,7 +239,7 @@ class Bench:
     """Runs the children of one pair (ours, upstream) against one fake IMDS."""
 
     python: Path
-    imds: FakeIMDS
+    imds: FakeMetadataService
     workdir: Path
     sizes: Sizes
     parent_peak_kib: float = 0.0
@@ -263,11 +263,11 @@ class Bench:
     def child(self, *args: str, importtime: bool = False) -> tuple[Child, int, int]:
         """Run a child; also the requests and TCP connections the fake counted for it."""
         with self.imds.lock:
-            self.imds.requests.clear()
+            self.imds.request_count = 0
             self.imds.connections = 0
         done = spawn(self.command(*args, importtime=importtime), self.env, self.workdir)
         with self.imds.lock:
-            return done, len(self.imds.requests), self.imds.connections
+            return done, self.imds.request_count, self.imds.connections
 
     def record(self, name: str, value: float) -> None:
         self.samples.setdefault(name, []).append(value)
@@ -548,12 +548,16 @@ class Section:
 def measure_against(
     upstream: str, base_python: str, cache_dir: Path, sizes: Sizes, workdir: Path
 ) -> Section:
-    from test_ec2_metadata import FakeIMDS  # also guards this process's sockets
+    import bench_child
+
+    bench_child.install_guard()  # this process's sockets too: loopback only
+    from ec2_metadata import FakeMetadataService
 
     python = upstream_venv(upstream, base_python, cache_dir)
     environment = venv_report(python)
     progress(f"measuring ours vs ec2-metadata {upstream} with {python} ...")
-    with FakeIMDS() as imds:
+    with FakeMetadataService() as imds:
+        imds.tree = FakeMetadataService.default_tree(with_events=True)
         bench = Bench(python, imds, workdir, sizes)
         guard = bench.check_guard()
         bench.measure()
@@ -651,7 +655,7 @@ def markdown_lines(section: Section, sizes: Sizes) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = parse_arguments(argv)
-    sys.dont_write_bytecode = True  # importing test_ec2_metadata must not write to the repo
+    sys.dont_write_bytecode = True  # importing ec2_metadata must not write to the repo
     sys.path.insert(0, str(REPO))
     sizes = sizes_from(arguments)
     base_python = choose_python(arguments.python, arguments.upstream)
