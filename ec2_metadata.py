@@ -3088,7 +3088,9 @@ def _serve_until_stopped(url: str) -> int:
 
 # Command line: imds, python -m ec2_metadata, python ec2_metadata.py -------------------
 
-_NOT_METADATA = frozenset({"service_url", "tree"})
+_NOT_METADATA = frozenset(
+    {"dynamic_url", "metadata_url", "service_url", "tree", "userdata_url"}
+)  # properties that are no metadata
 
 
 def _metadata_names(cls: type) -> list[str]:

@@ -2227,6 +2227,12 @@ class UrlAttributeTests(LoopbackTestCase):
         self.assertEqual(client.user_data, b"second")
         self.assertEqual((first.count("PUT"), second.count("PUT")), (2, 2))
 
+    def test_the_url_attributes_are_not_metadata_names(self) -> None:
+        names = ec2_metadata._metadata_names(EC2Metadata)
+        self.assertIn("instance_id", names)
+        for attribute in ("service_url", "metadata_url", "dynamic_url", "userdata_url"):
+            self.assertNotIn(attribute, names)
+
     def test_a_url_that_cannot_be_an_endpoint_is_refused(self) -> None:
         client = EC2Metadata(endpoint="http://127.0.0.1:1338")
         cases = {
