@@ -6,7 +6,7 @@ A quick example::
     >>> ec2_metadata.region
     'eu-west-1'
     >>> ec2_metadata.network_interfaces[ec2_metadata.mac].subnet_id
-    'subnet-0123456789abcdef0'
+    'subnet-00a1b2c3d4e5f6789'
 
 Each attribute is fetched on first access and then cached: ``del ec2_metadata.tags``
 forgets one value, ``ec2_metadata.clear_all()`` forgets them all.  Every request carries
@@ -1572,14 +1572,13 @@ def _attribute(given: str, command: str) -> str | None:
         return snake
     import difflib
 
-    close = difflib.get_close_matches(snake, names, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(snake, names, n=1, cutoff=0.6)
     shown = [name if "_" in given else name.replace("_", "-") for name in close]
-    hint = (
-        f"did you mean {' or '.join(shown)}?"
-        if shown
-        else f"a raw path needs a '/', such as meta-data/{given}"
+    hint = f"did you mean {shown[0]}? " if shown else ""
+    raise _UsageError(
+        f"imds {command}: unknown name {given!r}; {hint}A raw path needs a '/': "
+        f"meta-data/{given} (see imds {command} --help)"
     )
-    raise _UsageError(f"imds {command}: unknown name {given!r}; {hint} (see imds {command} --help)")
 
 
 def _raw_path(given: str) -> str:
@@ -1664,8 +1663,9 @@ def _write(data: bytes) -> None:
 
     try:
         sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        if data:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
     except OSError as error:
         raise _OutputError(error) from None
 
@@ -1746,11 +1746,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             args = _parser(_metadata_names(EC2Metadata)).parse_args(argv)
-        except SystemExit as done:  # after --help or --version
+        except SystemExit as done:  # after --help or --version (argparse ignores write errors)
             _write(b"")
             return int(done.code or 0)
-        except OSError as error:  # writing --help or --version failed
-            raise _OutputError(error) from None
         return _run(args)
     except _UsageError as error:
         print(error, file=sys.stderr)
