@@ -1405,10 +1405,10 @@ def _names_help() -> str:
     return (
         "names (write them with - or _, in any case):\n  "
         + "\n  ".join(_metadata_names(EC2Metadata))
-        + "\n\nA NAME with a '/' in it is a raw path below latest/, read as it is: "
-        "meta-data/placement/host-id, dynamic/instance-identity/document, user-data. A path "
-        "that starts with none of meta-data/, dynamic/ and user-data is read under meta-data/ "
-        "(placement/host-id, tags/instance/Name)."
+        + "\n\nA NAME with a '/' in it is a raw path below latest/, read as it is:\n"
+        "meta-data/placement/host-id, dynamic/instance-identity/document, user-data.\n"
+        "A path that starts with none of meta-data/, dynamic/ and user-data is read\n"
+        "under meta-data/: placement/host-id, tags/instance/Name."
     )
 
 
@@ -1468,9 +1468,9 @@ def _dump_options(parser: argparse.ArgumentParser) -> None:
 
 def _get_options(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Print one value: text as it is, with a newline unless it ends with one; a list one "
-        "item a line (nothing when empty); tags one key=value a line; user-data and any "
-        "answer that is not UTF-8 as its exact bytes; anything else (and scheduled-events "
+        "Print one value: text as it is, with a newline unless it ends with one; a list\n"
+        "one item a line (nothing when empty); tags one key=value a line; user-data and\n"
+        "any answer that is not UTF-8 as its exact bytes; anything else (scheduled-events\n"
         "always) as JSON. An absent value prints nothing and exits 0, or 4 with --fail."
     )
     parser.epilog = _names_help()
@@ -1489,8 +1489,8 @@ def _get_options(parser: argparse.ArgumentParser) -> None:
 
 def _json_options(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Print the values as one JSON object keyed by the names as given. An absent value is "
-        "null, or exits 4 with --fail."
+        "Print the values as one JSON object keyed by the names as given. An absent value\n"
+        "is null, or exits 4 with --fail."
     )
     parser.epilog = _names_help()
     parser.add_argument("names", metavar="NAME", nargs="+", help="a name below, or a raw path")
@@ -1515,7 +1515,7 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
 
     parser = Parser(
         prog="imds",
-        description="Read the EC2 instance metadata (IMDSv2). With no command: print every "
+        description="Read the EC2 instance metadata (IMDSv2). With no command: print every\n"
         "attribute as one JSON document, as imds all does.",
         epilog=_usage(names),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1612,8 +1612,6 @@ def _lookup(client: EC2Metadata, given: str, command: str) -> object:
 
 def _get_output(value: object, errors: dict[str, str], name: str, *, newline: bool = True) -> bytes:
     """What ``imds get`` prints: see the description of ``imds get --help``."""
-    import json
-
     end = "\n" if newline else ""
     if isinstance(value, bytes):
         return value
@@ -1630,6 +1628,8 @@ def _get_output(value: object, errors: dict[str, str], name: str, *, newline: bo
         and all(isinstance(item, str) for item in value)
     ):
         return ("\n".join(value) + end).encode() if value else b""
+    import json  # here: printing an ID or an address does not need it
+
     return (json.dumps(_plain(value, errors, name), indent=2) + end).encode()
 
 

@@ -3182,6 +3182,7 @@ class CommandLineHabitTests(CommandLineTestCase):
                 for name in ec2_metadata._metadata_names(EC2Metadata):
                     self.assertIn(f"  {name}", lines)
                 self.assertIn("is read under meta-data/", " ".join(lines))
+                self.assertLessEqual(max(len(line) for line in lines), 100)
                 self.assertIn("--endpoint-mode", out.decode())
 
     def test_names_are_case_insensitive(self) -> None:
