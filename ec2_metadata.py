@@ -1575,9 +1575,10 @@ def _attribute(given: str, command: str) -> str | None:
     close = difflib.get_close_matches(snake, names, n=1, cutoff=0.6)
     shown = [name if "_" in given else name.replace("_", "-") for name in close]
     hint = f"did you mean {shown[0]}? " if shown else ""
+    path = f"{given}/" if given in ("meta-data", "dynamic") else _raw_path(given)
     raise _UsageError(
         f"imds {command}: unknown name {given!r}; {hint}A raw path needs a '/': "
-        f"meta-data/{given} (see imds {command} --help)"
+        f"{path} (see imds {command} --help)"
     )
 
 

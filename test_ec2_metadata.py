@@ -3094,6 +3094,13 @@ class CommandLineAbsenceTests(CommandLineTestCase):
                     self.assertEqual(err.count("\n"), 1)
         self.assertIn("answered 404", self.imds("get", "-f", "instance-id")[2])
 
+    def test_tags_not_allowed_are_absent_and_fail_says_how_to_allow_them(self) -> None:
+        self.fake.remove("meta-data/tags")
+        self.assertEqual(self.imds("get", "tags"), (0, b"", ""))
+        status, out, err = self.imds("get", "tags", "Name", "--fail")
+        self.assertEqual((status, out), (4, b""))
+        self.assertIn("--instance-metadata-tags enabled", err)
+
     def test_json_shows_an_absent_value_as_null_or_fails(self) -> None:
         self.fake.remove("meta-data/public-ipv4")
         status, out, _ = self.imds("json", "region", "public-ipv4", "meta-data/public-ipv4")
@@ -3198,6 +3205,7 @@ class CommandLineHabitTests(CommandLineTestCase):
             ("json", "regoin", "did you mean region?"),
             ("get", "local-ipv4", "A raw path needs a '/': meta-data/local-ipv4"),
             ("get", "frobnicate", "'frobnicate'; A raw path needs a '/': meta-data/frobnicate"),
+            ("get", "dynamic", "A raw path needs a '/': dynamic/ (see"),
         ):
             with self.subTest(given):
                 status, out, err = self.imds(command, given)
