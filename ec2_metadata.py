@@ -1401,24 +1401,16 @@ class _Command(_Record):
         self.options = options
 
 
-def _names_help() -> str:
-    return (
-        "names (write them with - or _, in any case):\n  "
-        + "\n  ".join(_metadata_names(EC2Metadata))
-        + "\n\nA NAME with a '/' in it is a raw path below latest/, read as it is:\n"
-        "meta-data/placement/host-id, dynamic/instance-identity/document, user-data.\n"
-        "A path that starts with none of meta-data/, dynamic/ and user-data is read\n"
-        "under meta-data/: placement/host-id, tags/instance/Name."
-    )
-
-
 def _usage(names: list[str]) -> str:
-    """The epilog of ``imds --help``: every name, and how to find the rest."""
-    return (
-        "names (write them with - or _, in any case):\n  "
-        + "\n  ".join(names)
-        + "\n\nimds get --help says how values are printed and how raw paths are read."
-    )
+    """The names, one a line, as the help of ``imds``, ``imds get`` and ``imds json`` ends."""
+    return "names (write them with - or _, in any case):\n  " + "\n  ".join(names)
+
+
+_RAW_PATHS_HELP = """
+A NAME with a '/' in it is a raw path below latest/, read as it is:
+meta-data/placement/host-id, dynamic/instance-identity/document, user-data.
+A path that starts with none of meta-data/, dynamic/ and user-data is read
+under meta-data/: placement/host-id, tags/instance/Name."""
 
 
 def _shared_options(parser: argparse.ArgumentParser, default: object) -> None:
@@ -1473,7 +1465,7 @@ def _get_options(parser: argparse.ArgumentParser) -> None:
         "any answer that is not UTF-8 as its exact bytes; anything else (scheduled-events\n"
         "always) as JSON. An absent value prints nothing and exits 0, or 4 with --fail."
     )
-    parser.epilog = _names_help()
+    parser.epilog = _usage(_metadata_names(EC2Metadata)) + "\n" + _RAW_PATHS_HELP
     parser.add_argument("name", metavar="NAME", help="a name below, or a raw path")
     parser.add_argument(
         "key",
@@ -1492,7 +1484,7 @@ def _json_options(parser: argparse.ArgumentParser) -> None:
         "Print the values as one JSON object keyed by the names as given. An absent value\n"
         "is null, or exits 4 with --fail."
     )
-    parser.epilog = _names_help()
+    parser.epilog = _usage(_metadata_names(EC2Metadata)) + "\n" + _RAW_PATHS_HELP
     parser.add_argument("names", metavar="NAME", nargs="+", help="a name below, or a raw path")
     _fail_option(parser)
 
@@ -1517,7 +1509,8 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
         prog="imds",
         description="Read the EC2 instance metadata (IMDSv2). With no command: print every\n"
         "attribute as one JSON document, as imds all does.",
-        epilog=_usage(names),
+        epilog=_usage(names)
+        + "\n\nimds get --help says how values are printed and how raw paths are read.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -1662,6 +1655,8 @@ def _write(data: bytes) -> None:
     """Write to standard output now; a failure is an `_OutputError`."""
     import sys
 
+    if sys.stdout is None:  # started with standard output closed (>&-)
+        raise _OutputError("standard output is closed")
     try:
         sys.stdout.flush()
         if data:
@@ -1790,7 +1785,7 @@ def _discard_output() -> None:
 
     try:
         descriptor = sys.stdout.fileno()
-    except (OSError, ValueError):  # not a file (a test's buffer): nothing will flush it
+    except (AttributeError, OSError, ValueError):  # closed, or not a file: nothing to flush
         return
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, descriptor)

@@ -3342,6 +3342,15 @@ class CommandLineInterruptionTests(CommandLineTestCase):
                     (status, err), (1, "imds: cannot write the output: [Errno 32] Broken pipe\n")
                 )
 
+    def test_a_closed_standard_output_is_one_line_and_status_1(self) -> None:
+        stderr = io.StringIO()
+        with mock.patch.object(sys, "stdout", None), mock.patch.object(sys, "stderr", stderr):
+            status = ec2_metadata.main(["get", "region"])
+        self.assertEqual(
+            (status, stderr.getvalue()),
+            (1, "imds: cannot write the output: standard output is closed\n"),
+        )
+
     def test_real_processes_writing_to_dev_full_and_a_closed_pipe(self) -> None:
         command = [sys.executable, "-m", "ec2_metadata", "get", "region"]
         here = os.path.dirname(os.path.abspath(__file__))
