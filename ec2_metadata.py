@@ -6,7 +6,7 @@ A quick example::
     >>> ec2_metadata.region
     'eu-west-1'
     >>> ec2_metadata.network_interfaces[ec2_metadata.mac].subnet_id
-    'subnet-0123456789abcdef0'
+    'subnet-00a1b2c3d4e5f6789'
 
 Each attribute is fetched on first access and then cached: ``del ec2_metadata.tags``
 forgets one value, ``ec2_metadata.clear_all()`` forgets them all.  Every request carries
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import http.client
     from collections.abc import Iterator
     from datetime import datetime
-    from typing import Any, Callable, ClassVar, Literal, TypedDict, TypeVar, cast
+    from typing import Any, Callable, ClassVar, Literal, NoReturn, TypedDict, TypeVar, cast
 
     _T = TypeVar("_T")
 else:
@@ -2223,7 +2223,7 @@ def diagnose(
     return doctor.run()
 
 
-def _add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
+def _doctor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
 
 
@@ -2232,7 +2232,7 @@ def _doctor_command(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    checks = diagnose(endpoint=args.endpoint, timeout=args.timeout)
+    checks = diagnose(**_client_options(args))
     failed = any(check.status == _FAIL for check in checks)
     if args.json:
         document = {"ok": not failed, "checks": [check._asdict() for check in checks]}
@@ -2914,7 +2914,7 @@ def _duration(text: str) -> float:
     return value
 
 
-def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Serve a fake IMDSv2 of a made-up instance, for trying and testing code without an "
         "instance. With COMMAND (after --): serve on a free port, run COMMAND with "
@@ -3086,7 +3086,7 @@ def _serve_until_stopped(url: str) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-# Command line: imds, python -m ec2_metadata, python ec2_metadata.py -------------------
+# Command line: imds, python3 -m ec2_metadata, python3 ec2_metadata.py -----------------
 
 _NOT_METADATA = frozenset(
     {"dynamic_url", "metadata_url", "service_url", "tree", "userdata_url"}
@@ -3149,114 +3149,452 @@ def _snapshot(node: _Node, errors: dict[str, str], where: str = "") -> dict[str,
     return values
 
 
+# The exit statuses of imds, as the README documents them.
+_EXIT_ERROR = 1  # the metadata could not be read, or the output could not be written
+_EXIT_USAGE = 2  # the command line is wrong: a command, a name, an option or its value
+_EXIT_SETTING = 3  # a setting from the environment (AWS_...) has a value that cannot be used
+_EXIT_ABSENT = 4  # with --fail: a value asked for is absent
+_EXIT_INTERRUPTED = 130  # Ctrl-C
+
+# What the dump and the tree leave out unless --show-secrets is given.  AccessKeyId stays:
+# it names the key (CloudTrail logs it) and is no use without the other two.
+_SECRET_KEYS = frozenset({"SecretAccessKey", "Token"})
+_REDACTED = "<redacted>"
+
+# Lists that are printed as JSON even when empty (the others print one item a line).
+_JSON_LISTS = frozenset({"scheduled_events"})
+
+
+class _UsageError(Exception):
+    """The command line is wrong; the message says how, in the command line's terms."""
+
+
+class _Absent(Exception):
+    """The value asked for is absent: None, or a 404 for what it is read from."""
+
+
+class _OutputError(Exception):
+    """Standard output could not be written (a full disk, a closed pipe)."""
+
+
+class _Command(_Record):
+    """One subcommand of imds: what it does, its line in ``imds --help``, and its options.
+
+    ``run`` takes the parsed arguments and returns the exit status; ``options`` adds the
+    command's own arguments to its parser (the shared ones are added to every command).
+    """
+
+    __slots__ = ("help", "options", "run")
+
+    def __init__(
+        self,
+        run: Callable[[argparse.Namespace], int],
+        help: str,
+        options: Callable[[argparse.ArgumentParser], None] | None = None,
+    ) -> None:
+        self.run = run
+        self.help = help
+        self.options = options
+
+
 def _usage(names: list[str]) -> str:
-    return (
-        "metadata names (snake_case or kebab-case):\n  "
-        + "\n  ".join(names)
-        + "\n\nA NAME containing '/' is read as a raw path, e.g. meta-data/placement/host-id."
+    """The names, one a line, as the help of ``imds``, ``imds get`` and ``imds json`` ends."""
+    return "names (write them with - or _, in any case):\n  " + "\n  ".join(names)
+
+
+_RAW_PATHS_HELP = """
+A NAME with a '/' in it is a raw path below latest/, read as it is:
+meta-data/placement/host-id, dynamic/instance-identity/document, user-data.
+A path that starts with none of meta-data/, dynamic/ and user-data is read
+under meta-data/: placement/host-id, tags/instance/Name."""
+
+
+def _shared_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """The options every command takes, before or after it (checked by `_client`)."""
+    parser.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=default,
+        help=f"the service's URL, such as http://127.0.0.1:1338 (default: ${_ENDPOINT_VARIABLE},"
+        " else from the endpoint mode)",
+    )
+    parser.add_argument(
+        "--endpoint-mode",
+        metavar="MODE",
+        default=default,
+        help="IPv4 (http://169.254.169.254) or IPv6 (http://[fd00:ec2::254]) "
+        "(default: $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE, else IPv4)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        default=default,
+        help="to connect, and for each answer (default: $AWS_METADATA_SERVICE_TIMEOUT, else 1)",
+    )
+    parser.add_argument(
+        "--attempts",
+        metavar="N",
+        default=default,
+        help="tries per request (default: $AWS_METADATA_SERVICE_NUM_ATTEMPTS, else 3)",
+    )
+
+
+def _secrets_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--show-secrets",
+        action="store_true",
+        default=default,
+        help="print the values of SecretAccessKey and Token, which are <redacted> otherwise",
+    )
+
+
+def _dump_options(parser: argparse.ArgumentParser) -> None:
+    import argparse
+
+    _secrets_option(parser, argparse.SUPPRESS)
+
+
+def _get_options(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Print one value: text as it is, with a newline unless it ends with one; a list\n"
+        "one item a line (nothing when empty); tags one key=value a line; user-data and\n"
+        "any answer that is not UTF-8 as its exact bytes; anything else (scheduled-events\n"
+        "always) as JSON. An absent value prints nothing and exits 0, or 4 with --fail."
+    )
+    parser.epilog = _usage(_metadata_names(EC2Metadata)) + "\n" + _RAW_PATHS_HELP
+    parser.add_argument("name", metavar="NAME", help="a name below, or a raw path")
+    parser.add_argument(
+        "key",
+        metavar="KEY",
+        nargs="?",
+        help="one entry of a mapping: a tag (imds get tags Name), a device, an interface...",
+    )
+    parser.add_argument(
+        "-n", dest="newline", action="store_false", help="add no newline after text or JSON"
+    )
+    _fail_option(parser)
+
+
+def _json_options(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Print the values as one JSON object keyed by the names as given. An absent value\n"
+        "is null, or exits 4 with --fail."
+    )
+    parser.epilog = _usage(_metadata_names(EC2Metadata)) + "\n" + _RAW_PATHS_HELP
+    parser.add_argument("names", metavar="NAME", nargs="+", help="a name below, or a raw path")
+    _fail_option(parser)
+
+
+def _fail_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--fail",
+        action="store_true",
+        help="exit 4, printing nothing, when a value is absent (as curl -f does on a 404)",
     )
 
 
 def _parser(names: list[str]) -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    parser = Parser(
         prog="imds",
-        description="Read the EC2 instance metadata (IMDSv2). With no command: print every "
-        "attribute as one JSON document.",
-        epilog=_usage(names),
+        description="Read the EC2 instance metadata (IMDSv2). With no command: print every\n"
+        "attribute as one JSON document, as imds all does.",
+        epilog=_usage(names)
+        + "\n\nimds get --help says how values are printed and how raw paths are read.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--endpoint", help=f"the service's URL (default: ${_ENDPOINT_VARIABLE})")
-    parser.add_argument("--timeout", type=float, help="seconds to wait for each answer")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _shared_options(parser, None)
+    _secrets_option(parser, False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("all", help="every attribute as one JSON document (the default)")
-    get = commands.add_parser("get", help="print one value", epilog=_usage(names))
-    get.add_argument("name", metavar="NAME")
-    get.add_argument("-n", dest="newline", action="store_false", help="omit the newline")
-    as_json = commands.add_parser("json", help="print values as a JSON object")
-    as_json.add_argument("names", metavar="NAME", nargs="+")
-    commands.add_parser("tree", help="the whole meta-data/ tree as nested JSON")
-    _add_doctor_arguments(
-        commands.add_parser("doctor", help="check why metadata fails here, and print the fixes")
-    )
-    _add_serve_arguments(commands.add_parser("serve", help="serve a fake IMDS (for tests)"))
+    for name, command in _COMMANDS.items():
+        sub = commands.add_parser(
+            name, help=command.help, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        # SUPPRESS: an option left out after the command keeps its value from before it.
+        _shared_options(sub, argparse.SUPPRESS)
+        if command.options is not None:
+            command.options(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``imds`` command; returns its exit status (argparse exits 2 on bad usage)."""
-    import json
-    import sys
+def _client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the shared options give; a bad value is a usage error naming its option.
 
+    Checked here, so that any setting that fails later comes from the environment.
+    """
+    checks: dict[str, Callable[[str, str], object]] = {
+        "endpoint": _parse_endpoint,
+        "endpoint_mode": _parse_mode,
+        "timeout": _parse_timeout,
+        "attempts": _parse_attempts,
+    }
+    options: dict[str, Any] = {}
+    for name, check in checks.items():
+        raw = getattr(args, name)
+        if raw is not None:
+            try:
+                check(raw, "--" + name.replace("_", "-"))
+            except EC2MetadataConfigError as error:
+                raise _UsageError(f"imds: {error}") from None
+            options[name] = raw
+    if "timeout" in options:
+        options["timeout"] = float(options["timeout"])
+    if "attempts" in options:
+        options["attempts"] = int(options["attempts"])
+    return options
+
+
+def _client(args: argparse.Namespace) -> EC2Metadata:
+    """The client the shared options ask for."""
+    return EC2Metadata(**_client_options(args))
+
+
+def _attribute(given: str, command: str) -> str | None:
+    """The attribute a NAME means, or None for a raw path (one with a ``/``)."""
+    if "/" in given:
+        return None
     names = _metadata_names(EC2Metadata)
-    parser = _parser(names)
-    args = parser.parse_args(argv)
-    if args.command == "doctor":
-        return _doctor_command(args)
-
-    def attribute(name: str) -> str | None:
-        """The attribute a NAME means, or None for a raw path; exits 2 for an unknown one."""
-        if "/" in name:
-            return None
-        snake = name.replace("-", "_")
-        if snake not in names:
-            parser.error(f"unknown metadata name {name!r}; the names are: {', '.join(names)}")
+    snake = given.replace("-", "_").lower()
+    if snake in names:
         return snake
+    import difflib
 
-    def show(data: bytes) -> None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    close = difflib.get_close_matches(snake, names, n=1, cutoff=0.6)
+    shown = [name if "_" in given else name.replace("_", "-") for name in close]
+    hint = f"did you mean {shown[0]}? " if shown else ""
+    path = f"{given}/" if given in ("meta-data", "dynamic") else _raw_path(given)
+    raise _UsageError(
+        f"imds {command}: unknown name {given!r}; {hint}A raw path needs a '/': "
+        f"{path} (see imds {command} --help)"
+    )
 
-    if args.command == "serve":
-        return _serve_command(args)
-    errors: dict[str, str] = {}  # attributes inside a value that failed, and why
+
+def _raw_path(given: str) -> str:
+    """A raw path as read: below ``latest/``, and under ``meta-data/`` unless it says where."""
+    path = _relative(given)
+    if path.startswith(("meta-data/", "dynamic/", "user-data")):
+        return path
+    return "meta-data/" + path
+
+
+def _lookup(client: EC2Metadata, given: str, command: str) -> object:
+    """The value of a NAME or raw path: bytes or text for a path; `_Absent` when absent."""
+    name = _attribute(given, command)
     try:
-        client = EC2Metadata(endpoint=args.endpoint, timeout=args.timeout)
-        if args.command == "get":
-            name = attribute(args.name)
-            value = client.fetch_bytes(args.name) if name is None else getattr(client, name)
-            if value is not None:
-                show(_get_output(value, errors, args.name) + (b"\n" if args.newline else b""))
-        elif args.command == "json":
-            wanted = {given: attribute(given) for given in args.names}
-            document = {
-                given: client.fetch(given)
-                if name is None
-                else _plain(getattr(client, name), errors, given)
-                for given, name in wanted.items()
-            }
-            show(json.dumps(document, indent=2).encode() + b"\n")
-        elif args.command == "tree":
-            show(json.dumps(client.tree.to_dict(), indent=2).encode() + b"\n")
-        else:
-            document = _snapshot(client, errors)
-            if errors:  # reported in the document: the rest of the dump is still good
-                document["errors"] = dict(errors)
-                errors.clear()
-            show(json.dumps(document, indent=2).encode() + b"\n")
-    except EC2MetadataConfigError as error:
-        print(f"imds: {error}", file=sys.stderr)
-        return 2
-    except EC2MetadataError as error:
-        print(f"imds: {error}", file=sys.stderr)
-        return 1
-    for where, message in errors.items():
-        print(f"imds: {where}: {message}", file=sys.stderr)
-    return 1 if errors else 0
+        if name is None:
+            path = _raw_path(given)
+            body = client.fetch_bytes(path)
+            if path.startswith("user-data"):
+                return body
+            try:
+                return body.decode("utf-8")
+            except UnicodeDecodeError:
+                return body
+        value = getattr(client, name)
+    except EC2MetadataNotFoundError as error:
+        raise _Absent(f"{given} is absent: {error}") from None
+    if value is None:
+        raise _Absent(f"{given} is absent: the service has no such entry")
+    return value
 
 
-def _get_output(value: object, errors: dict[str, str], name: str) -> bytes:
-    """What ``imds get`` prints: text as is, bytes raw, a list one item a line, else JSON."""
-    import json
-
+def _get_output(value: object, errors: dict[str, str], name: str, *, newline: bool = True) -> bytes:
+    """What ``imds get`` prints: see the description of ``imds get --help``."""
+    end = "\n" if newline else ""
     if isinstance(value, bytes):
         return value
-    if isinstance(value, (str, int)):
-        return str(value).encode()
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return "\n".join(value).encode()
-    return json.dumps(_plain(value, errors, name), indent=2).encode()
+    if isinstance(value, str):
+        return (value if value.endswith("\n") else value + end).encode()
+    if isinstance(value, int):
+        return f"{value}{end}".encode()
+    if isinstance(value, InstanceTags):
+        lines = [f"{key}={tag}" for key, tag in value.items()]
+        return ("\n".join(lines) + end).encode() if lines else b""
+    if (
+        isinstance(value, list)
+        and name.replace("-", "_").lower() not in _JSON_LISTS
+        and all(isinstance(item, str) for item in value)
+    ):
+        return ("\n".join(value) + end).encode() if value else b""
+    import json  # here: printing an ID or an address does not need it
+
+    return (json.dumps(_plain(value, errors, name), indent=2) + end).encode()
+
+
+def _redacted(value: object, *, in_text: bool = False) -> object:
+    """A plain value with the values of `_SECRET_KEYS` replaced, at any depth.
+
+    With ``in_text`` (for the tree, whose leaves are text), a leaf that is a JSON object
+    holding one of them (a credentials document) is redacted too, and shown as JSON again.
+    """
+    if isinstance(value, dict):
+        return {
+            key: _REDACTED if key in _SECRET_KEYS else _redacted(item, in_text=in_text)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(item, in_text=in_text) for item in value]
+    if in_text and isinstance(value, str) and any(key in value for key in _SECRET_KEYS):
+        import json
+
+        try:
+            document = json.loads(value)
+        except ValueError:
+            return value
+        return json.dumps(_redacted(document), indent=2)
+    return value
+
+
+def _write(data: bytes) -> None:
+    """Write to standard output now; a failure is an `_OutputError`."""
+    import sys
+
+    if sys.stdout is None:  # started with standard output closed (>&-)
+        raise _OutputError("standard output is closed")
+    try:
+        sys.stdout.flush()
+        if data:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+    except OSError as error:
+        raise _OutputError(error) from None
+
+
+def _write_json(document: object) -> None:
+    import json
+
+    _write(json.dumps(document, indent=2).encode() + b"\n")
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    errors: dict[str, str] = {}
+    document = _snapshot(_client(args), errors)
+    if not args.show_secrets:
+        document = cast("dict[str, object]", _redacted(document))
+    if errors:  # reported in the document: the rest of the dump is still good
+        document["errors"] = errors
+    _write_json(document)
+    return 0
+
+
+def _run_tree(args: argparse.Namespace) -> int:
+    tree = _client(args).tree.to_dict()
+    _write_json(tree if args.show_secrets else _redacted(tree, in_text=True))
+    return 0
+
+
+def _run_get(args: argparse.Namespace) -> int:
+    import sys
+
+    errors: dict[str, str] = {}  # attributes inside the value that failed, and why
+    value = _lookup(_client(args), args.name, "get")
+    if args.key is not None:
+        if not isinstance(value, Mapping):
+            raise _UsageError(f"imds get: {args.name} has no keys: KEY is only for mappings")
+        if args.key not in value:
+            raise _Absent(f"{args.name} has no key {args.key!r}")
+        value = value[args.key]
+    _write(_get_output(value, errors, args.name, newline=args.newline))
+    for where, message in errors.items():
+        print(f"imds: {where}: {message}", file=sys.stderr)
+    return _EXIT_ERROR if errors else 0
+
+
+def _run_json(args: argparse.Namespace) -> int:
+    import sys
+
+    client = _client(args)
+    errors: dict[str, str] = {}
+    document: dict[str, object] = {}
+    for given in args.names:
+        try:
+            document[given] = _plain(_lookup(client, given, "json"), errors, given)
+        except _Absent:
+            if args.fail:
+                raise
+            document[given] = None
+    _write_json(document)
+    for where, message in errors.items():
+        print(f"imds: {where}: {message}", file=sys.stderr)
+    return _EXIT_ERROR if errors else 0
+
+
+# Every subcommand of imds.  To add one: a function taking the parsed arguments and returning
+# the exit status, a function adding its own options (if any), and one line here.
+_COMMANDS: dict[str, _Command] = {
+    "all": _Command(_run_all, "every attribute as one JSON document (the default)", _dump_options),
+    "get": _Command(_run_get, "print one value, for shell scripts", _get_options),
+    "json": _Command(_run_json, "print values as one JSON object", _json_options),
+    "tree": _Command(_run_tree, "the whole meta-data/ tree as nested JSON", _dump_options),
+    "doctor": _Command(
+        _doctor_command, "check why metadata fails here, and print the fixes", _doctor_options
+    ),
+    "serve": _Command(_serve_command, "serve a fake IMDS, for tests", _serve_options),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``imds`` command; returns its exit status, as the README's table gives them."""
+    import sys
+
+    try:
+        try:
+            args = _parser(_metadata_names(EC2Metadata)).parse_args(argv)
+        except SystemExit as done:  # after --help or --version (argparse ignores write errors)
+            _write(b"")
+            return int(done.code or 0)
+        return _run(args)
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+        return _EXIT_USAGE
+    except _OutputError as error:
+        print(f"imds: cannot write the output: {error}", file=sys.stderr)
+        _discard_output()
+        return _EXIT_ERROR
+    except KeyboardInterrupt:
+        return _EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command ``args`` name; metadata errors and absence become exit statuses."""
+    import sys
+
+    try:
+        return _COMMANDS[args.command or "all"].run(args)
+    except _Absent as error:
+        if not getattr(args, "fail", False):
+            return 0
+        print(f"imds: {error}", file=sys.stderr)
+        return _EXIT_ABSENT
+    except EC2MetadataConfigError as error:  # `_client` checked the command line's settings
+        print(f"imds: {error}", file=sys.stderr)
+        return _EXIT_SETTING
+    except EC2MetadataError as error:
+        message = str(error)
+        if args.endpoint is not None:
+            message = message.replace(f"set {_ENDPOINT_VARIABLE}", "pass another --endpoint")
+        print(f"imds: {message}", file=sys.stderr)
+        return _EXIT_ERROR
+
+
+def _discard_output() -> None:
+    """Point standard output at the null device, so that the flush at exit cannot fail too."""
+    import sys
+
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file: nothing to flush
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, descriptor)
+    os.close(null)
 
 
 if __name__ == "__main__":  # pragma: no cover - run as a script by the tests, in a subprocess

@@ -7,6 +7,7 @@ connection fail the test that tried it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import http.server
@@ -19,7 +20,10 @@ import operator
 import os
 import pickle
 import random
+import re
 import select
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -1160,7 +1164,7 @@ class ServeCommandTests(LoopbackTestCase):
         import argparse
 
         parser = argparse.ArgumentParser()
-        ec2_metadata._add_serve_arguments(parser)
+        ec2_metadata._serve_options(parser)
         return parser.parse_args(["--port", "0", *argv])
 
     def serve_with(self, *argv: str) -> ec2_metadata.FakeMetadataService:
@@ -3497,16 +3501,18 @@ class TreeTests(LoopbackTestCase):
             client.fetch("meta-data/nothing")
 
 
-class CommandLineTests(LoopbackTestCase):
+class CommandLineTestCase(LoopbackTestCase):
+    """Runs ``imds`` in this process against a fake that the environment points at."""
+
     def imds(self, *argv: str) -> tuple[int, bytes, str]:
-        """Run ``imds ARGV`` in this process: its exit status, stdout and stderr."""
+        """Run ``imds ARGV`` in this process: its exit status, stdout and stderr.
+
+        ``main`` returns the status: it never raises SystemExit, even for --help.
+        """
         stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
         stderr = io.StringIO()
         with mock.patch.object(sys, "stdout", stdout), mock.patch.object(sys, "stderr", stderr):
-            try:
-                status = ec2_metadata.main(list(argv))
-            except SystemExit as exit:
-                status = int(exit.code or 0)
+            status = ec2_metadata.main(list(argv))
             stdout.flush()
         return status, stdout.buffer.getvalue(), stderr.getvalue()
 
@@ -3515,6 +3521,8 @@ class CommandLineTests(LoopbackTestCase):
         self.fake = self.serve()
         os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.fake.url
 
+
+class CommandLineTests(CommandLineTestCase):
     def test_the_full_dump(self) -> None:
         for argv in ((), ("all",)):
             status, out, err = self.imds(*argv)
@@ -3587,6 +3595,7 @@ class CommandLineTests(LoopbackTestCase):
             (("get", "instance-id", "-n"), b"i-0123456789abcdef0"),
             (("get", "ami-launch-index"), b"0\n"),
             (("get", "security-groups"), b"web\nssh-access\n"),
+            (("get", "user-data"), USER_DATA),
             (("get", "user-data", "-n"), USER_DATA),
             (("get", "meta-data/placement/host-id"), b"h-0a1b2c3d4e5f60718\n"),
         ]:
@@ -3616,22 +3625,29 @@ class CommandLineTests(LoopbackTestCase):
         )
 
     def test_tree_prints_the_whole_tree(self) -> None:
-        status, out, _ = self.imds("tree")
+        status, out, _ = self.imds("tree", "--show-secrets")
         self.assertEqual(status, 0)
         self.assertEqual(json.loads(out), expected_tree(self.fake.tree["meta-data"]))  # type: ignore[arg-type]
 
-    def test_a_failure_inside_a_value_fails_get(self) -> None:
+    def test_a_failure_inside_a_value_fails_get_and_json(self) -> None:
         self.fake.remove(f"meta-data/network/interfaces/macs/{SECONDARY_MAC}/vpc-id")
         status, out, err = self.imds("get", "network-interfaces")
         self.assertEqual(status, 1)
         self.assertIsNone(json.loads(out)[SECONDARY_MAC]["vpc_id"])
         self.assertIn(f"imds: network-interfaces.{SECONDARY_MAC}.vpc_id:", err)
+        status, out, err = self.imds("json", "network-interfaces")
+        self.assertEqual(status, 1)
+        self.assertIsNone(json.loads(out)["network-interfaces"][SECONDARY_MAC]["vpc_id"])
+        self.assertIn(f"imds: network-interfaces.{SECONDARY_MAC}.vpc_id:", err)
 
-    def test_an_unknown_name_is_a_usage_error_listing_the_names(self) -> None:
+    def test_an_unknown_name_is_a_usage_error_suggesting_the_closest(self) -> None:
         status, out, err = self.imds("get", "instance-idd")
         self.assertEqual((status, out), (2, b""))
-        self.assertIn("unknown metadata name 'instance-idd'", err)
-        self.assertIn("instance_id", err)
+        self.assertEqual(
+            err,
+            "imds get: unknown name 'instance-idd'; did you mean instance-id? A raw path needs "
+            "a '/': meta-data/instance-idd (see imds get --help)\n",
+        )
 
     def test_a_metadata_error_is_one_line_and_status_1(self) -> None:
         status, out, err = self.imds(
@@ -3648,10 +3664,11 @@ class CommandLineTests(LoopbackTestCase):
         status, out, _ = self.imds("--endpoint", self.fake.url, "--timeout", "2", "get", "mac")
         self.assertEqual((status, out), (0, PRIMARY_MAC.encode() + b"\n"))
 
-    def test_an_invalid_setting_is_a_usage_error(self) -> None:
+    def test_an_invalid_option_value_is_a_usage_error_in_the_options_terms(self) -> None:
         status, _, err = self.imds("--timeout", "-1", "get", "mac")
-        self.assertEqual(status, 2)
-        self.assertIn("the timeout= argument must be a positive number", err)
+        self.assertEqual(
+            (status, err), (2, "imds: --timeout must be a positive number of seconds, not '-1'\n")
+        )
 
     def test_help_names_every_attribute(self) -> None:
         status, out, _ = self.imds("--help")
@@ -3659,6 +3676,499 @@ class CommandLineTests(LoopbackTestCase):
         for name in ec2_metadata._metadata_names(EC2Metadata):
             self.assertIn(name, out.decode())
         self.assertEqual(self.imds("get", "--help")[0], 0)
+
+
+class CommandLineSecretTests(CommandLineTestCase):
+    """Issue 9, item 5: the dump and the tree keep the credentials' secrets to themselves."""
+
+    SECRETS = (CREDENTIALS["SecretAccessKey"], CREDENTIALS["Token"])
+
+    def assert_redacted(self, credentials: dict[str, object]) -> None:
+        self.assertEqual(credentials["SecretAccessKey"], "<redacted>")
+        self.assertEqual(credentials["Token"], "<redacted>")
+        self.assertEqual(credentials["AccessKeyId"], CREDENTIALS["AccessKeyId"])
+        self.assertEqual(credentials["Expiration"], CREDENTIALS["Expiration"])
+
+    def test_the_dump_redacts_the_secret_and_the_token(self) -> None:
+        for argv in ((), ("all",)):
+            with self.subTest(argv):
+                status, out, err = self.imds(*argv)
+                self.assertEqual((status, err), (0, ""))
+                for secret in self.SECRETS:
+                    self.assertNotIn(secret.encode(), out)
+                self.assert_redacted(json.loads(out)["iam_security_credentials"])
+
+    def test_the_tree_redacts_every_credentials_document(self) -> None:
+        self.fake.put(
+            "meta-data/identity-credentials/ec2/security-credentials/ec2-instance",
+            json.dumps(CREDENTIALS),
+        )
+        self.fake.put("meta-data/notes", '{"Token": not JSON')  # left as it is
+        status, out, err = self.imds("tree")
+        self.assertEqual((status, err), (0, ""))
+        for secret in self.SECRETS:
+            self.assertNotIn(secret.encode(), out)
+        tree = json.loads(out)
+        self.assert_redacted(json.loads(tree["iam"]["security-credentials"][ROLE_NAME]))
+        identity = tree["identity-credentials"]["ec2"]["security-credentials"]["ec2-instance"]
+        self.assert_redacted(json.loads(identity))
+        self.assertEqual(tree["notes"], '{"Token": not JSON')
+
+    def test_show_secrets_prints_them_before_or_after_the_command(self) -> None:
+        for argv in (("--show-secrets",), ("all", "--show-secrets"), ("--show-secrets", "all")):
+            with self.subTest(argv):
+                status, out, _ = self.imds(*argv)
+                self.assertEqual(status, 0)
+                self.assertEqual(json.loads(out)["iam_security_credentials"], CREDENTIALS)
+        status, out, _ = self.imds("tree", "--show-secrets")
+        leaf = json.loads(out)["iam"]["security-credentials"][ROLE_NAME]
+        self.assertEqual((status, json.loads(leaf)), (0, CREDENTIALS))
+
+    def test_asking_for_the_credentials_by_name_prints_them(self) -> None:
+        status, out, _ = self.imds("get", "iam-security-credentials")
+        self.assertEqual((status, json.loads(out)), (0, CREDENTIALS))
+        status, out, _ = self.imds("json", "iam-security-credentials")
+        self.assertEqual((status, json.loads(out)), (0, {"iam-security-credentials": CREDENTIALS}))
+
+
+class CommandLineOutputTests(CommandLineTestCase):
+    """Issue 9, items 6 and 7: exact bytes, no added newline, empty lists and events."""
+
+    GZIP = (
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff\xcbH\xcd\xc9\xc9\xe7\x02\x00 0:6\x06\x00\x00\x00"
+    )
+
+    def test_user_data_is_written_byte_for_byte(self) -> None:
+        self.fake.put("user-data", self.GZIP)
+        for argv in (
+            ("get", "user-data"),
+            ("get", "user-data", "-n"),
+            ("get", "/latest/user-data"),
+        ):
+            with self.subTest(argv):
+                self.assertEqual(self.imds(*argv), (0, self.GZIP, ""))
+
+    def test_an_answer_that_is_not_utf8_is_written_byte_for_byte(self) -> None:
+        self.fake.put("meta-data/blob", b"\xff\xfe\x00")
+        self.assertEqual(self.imds("get", "meta-data/blob"), (0, b"\xff\xfe\x00", ""))
+        status, out, _ = self.imds("json", "meta-data/blob")
+        self.assertEqual((status, json.loads(out)), (0, {"meta-data/blob": {"base64": "//4A"}}))
+
+    def test_text_that_ends_with_a_newline_gets_no_second_one(self) -> None:
+        for argv in (
+            ("get", "public-keys/0/openssh-key"),
+            ("get", "public-keys/0/openssh-key", "-n"),
+            ("get", "public-keys", "web-key"),
+        ):
+            with self.subTest(argv):
+                status, out, _ = self.imds(*argv)
+                if argv[-1] == "web-key":
+                    self.assertEqual(json.loads(out), {"index": 0, "openssh_key": SSH_KEY})
+                else:
+                    self.assertEqual((status, out), (0, SSH_KEY.encode()))
+
+    def test_n_leaves_out_the_added_newline_of_text_lists_and_json(self) -> None:
+        self.assertEqual(self.imds("get", "security-groups", "-n")[1], b"web\nssh-access")
+        self.assertEqual(self.imds("get", "ami-launch-index", "-n")[1], b"0")
+        out = self.imds("get", "iam-info", "-n")[1]
+        self.assertEqual((out[-1:], json.loads(out)), (b"}", IAM_INFO))
+
+    def test_an_empty_list_prints_nothing(self) -> None:
+        self.fake.remove("meta-data/product-codes")
+        self.assertEqual(self.imds("get", "product-codes"), (0, b"", ""))
+        self.fake.put("meta-data/tags/instance", {})
+        self.assertEqual(self.imds("get", "tags"), (0, b"", ""))
+
+    def test_scheduled_events_are_always_json(self) -> None:
+        status, out, _ = self.imds("get", "scheduled-events")
+        self.assertEqual((status, len(json.loads(out))), (0, 1))
+        self.fake.put("meta-data/events/maintenance/scheduled", "[]")
+        self.assertEqual(self.imds("get", "scheduled-events"), (0, b"[]\n", ""))
+        self.fake.remove("meta-data/events/maintenance/scheduled")
+        self.assertEqual(self.imds("get", "scheduled_events"), (0, b"[]\n", ""))
+
+
+class CommandLineAbsenceTests(CommandLineTestCase):
+    """Issue 9, item 7: one rule for absent names and raw paths, and --fail."""
+
+    def test_an_absent_value_prints_nothing_and_exits_0(self) -> None:
+        self.fake.remove("meta-data/public-ipv4")
+        self.fake.remove("meta-data/instance-id")
+        for given in ("public-ipv4", "meta-data/public-ipv4", "public-ipv4/", "instance-id"):
+            with self.subTest(given):
+                self.assertEqual(self.imds("get", given), (0, b"", ""))
+
+    def test_with_fail_an_absent_value_exits_4_with_one_line(self) -> None:
+        self.fake.remove("meta-data/public-ipv4")
+        self.fake.remove("meta-data/instance-id")
+        for given in ("public-ipv4", "meta-data/public-ipv4", "instance-id"):
+            for flag in ("-f", "--fail"):
+                with self.subTest(given=given, flag=flag):
+                    status, out, err = self.imds("get", flag, given)
+                    self.assertEqual((status, out), (4, b""))
+                    self.assertTrue(err.startswith(f"imds: {given} is absent"), err)
+                    self.assertEqual(err.count("\n"), 1)
+        self.assertIn("answered 404", self.imds("get", "-f", "instance-id")[2])
+
+    def test_tags_not_allowed_are_absent_and_fail_says_how_to_allow_them(self) -> None:
+        self.fake.remove("meta-data/tags")
+        self.assertEqual(self.imds("get", "tags"), (0, b"", ""))
+        status, out, err = self.imds("get", "tags", "Name", "--fail")
+        self.assertEqual((status, out), (4, b""))
+        self.assertIn("--instance-metadata-tags enabled", err)
+
+    def test_json_shows_an_absent_value_as_null_or_fails(self) -> None:
+        self.fake.remove("meta-data/public-ipv4")
+        status, out, _ = self.imds("json", "region", "public-ipv4", "meta-data/public-ipv4")
+        self.assertEqual(status, 0)
+        self.assertEqual(
+            json.loads(out),
+            {"region": "eu-west-1", "public-ipv4": None, "meta-data/public-ipv4": None},
+        )
+        status, out, err = self.imds("json", "region", "public-ipv4", "--fail")
+        self.assertEqual((status, out), (4, b""))
+        self.assertIn("public-ipv4 is absent", err)
+
+    def test_a_missing_key_is_absent_and_a_key_needs_a_mapping(self) -> None:
+        self.assertEqual(self.imds("get", "tags", "Nope"), (0, b"", ""))
+        status, out, err = self.imds("get", "-f", "tags", "Nope")
+        self.assertEqual((status, out, err), (4, b"", "imds: tags has no key 'Nope'\n"))
+        status, out, err = self.imds("get", "region", "Name")
+        self.assertEqual((status, out), (2, b""))
+        self.assertIn("KEY is only for mappings", err)
+
+
+class CommandLineHabitTests(CommandLineTestCase):
+    """Issue 9, items 8 and 9: options anywhere, names in any case, raw paths and tags."""
+
+    def test_shared_options_go_before_or_after_the_command(self) -> None:
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
+        options = ("--endpoint", self.fake.url, "--timeout", "2", "--attempts", "2")
+        for argv in (
+            ("get", "region", *options),
+            (*options, "get", "region"),
+            ("get", *options, "region"),
+            ("--endpoint", "http://127.0.0.1:1", "get", "region", "--endpoint", self.fake.url),
+        ):
+            with self.subTest(argv):
+                self.assertEqual(self.imds(*argv), (0, b"eu-west-1\n", ""))
+        for command in (("json", "region"), ("tree",), ("all",)):
+            with self.subTest(command):
+                self.assertEqual(self.imds(*command, "--endpoint", self.fake.url)[0], 0)
+
+    def test_attempts_sets_the_tries_per_request(self) -> None:
+        self.fake.inject("GET", "/latest/meta-data/mac", Reply(503), Reply(503))
+        status, _, err = self.imds("get", "mac", "--attempts", "1")
+        self.assertEqual(status, 1)
+        self.assertIn("answered 503", err)
+        self.assertEqual(
+            self.imds("get", "mac", "--attempts", "2"), (0, PRIMARY_MAC.encode() + b"\n", "")
+        )
+        self.assertEqual(self.fake.count("GET", "/latest/meta-data/mac"), 3)
+
+    def test_endpoint_mode_chooses_the_default_endpoint(self) -> None:
+        del os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"]
+        parser = ec2_metadata._parser([])
+        for mode, expected in (
+            ("IPv6", "http://[fd00:ec2::254]"),
+            ("ipv4", "http://169.254.169.254"),
+        ):
+            with self.subTest(mode):
+                args = parser.parse_args(["get", "mac", "--endpoint-mode", mode])
+                client = ec2_metadata._client(args)  # no request: settings only
+                self.assertEqual(client._transport.settings.endpoint, expected)
+
+    def test_a_command_is_one_entry_in_the_table(self) -> None:
+        seen: list[argparse.Namespace] = []
+
+        def hello(args: argparse.Namespace) -> int:
+            seen.append(args)
+            return 7
+
+        command = ec2_metadata._Command(hello, "say hello")
+        with mock.patch.dict(ec2_metadata._COMMANDS, {"hello": command}):
+            self.assertEqual(self.imds("hello", "--timeout", "2"), (7, b"", ""))
+            self.assertEqual((seen[0].command, seen[0].timeout), ("hello", "2"))
+            self.assertIn("say hello", self.imds("--help")[1].decode())
+
+    def test_version(self) -> None:
+        self.assertEqual(
+            self.imds("--version"), (0, f"imds {ec2_metadata.__version__}\n".encode(), "")
+        )
+
+    def test_get_and_json_help_list_the_names_one_a_line_and_explain_raw_paths(self) -> None:
+        for command in ("get", "json"):
+            with self.subTest(command):
+                status, out, _ = self.imds(command, "--help")
+                lines = out.decode().splitlines()
+                self.assertEqual(status, 0)
+                for name in ec2_metadata._metadata_names(EC2Metadata):
+                    self.assertIn(f"  {name}", lines)
+                self.assertIn("is read under meta-data/", " ".join(lines))
+                self.assertLessEqual(max(len(line) for line in lines), 100)
+                self.assertIn("--endpoint-mode", out.decode())
+
+    def test_names_are_case_insensitive(self) -> None:
+        for given in ("INSTANCE-ID", "Instance_Id", "instance-ID"):
+            with self.subTest(given):
+                self.assertEqual(self.imds("get", given), (0, b"i-0123456789abcdef0\n", ""))
+        status, out, _ = self.imds("json", "Region")
+        self.assertEqual((status, json.loads(out)), (0, {"Region": "eu-west-1"}))
+
+    def test_a_misspelt_name_gets_a_suggestion_in_its_own_style(self) -> None:
+        for command, given, expected in (
+            ("get", "instanse_id", "did you mean instance_id?"),
+            ("json", "regoin", "did you mean region?"),
+            ("get", "local-ipv4", "A raw path needs a '/': meta-data/local-ipv4"),
+            ("get", "frobnicate", "'frobnicate'; A raw path needs a '/': meta-data/frobnicate"),
+            ("get", "dynamic", "A raw path needs a '/': dynamic/ (see"),
+        ):
+            with self.subTest(given):
+                status, out, err = self.imds(command, given)
+                self.assertEqual((status, out), (2, b""))
+                self.assertIn(expected, err)
+                self.assertEqual(err.count("\n"), 1)
+
+    def test_raw_paths_are_read_under_meta_data_unless_they_say_where(self) -> None:
+        for given, expected in (
+            ("placement/host-id", b"h-0a1b2c3d4e5f60718\n"),
+            ("meta-data/placement/host-id", b"h-0a1b2c3d4e5f60718\n"),
+            ("/latest/meta-data/placement/host-id", b"h-0a1b2c3d4e5f60718\n"),
+            ("tags/instance/Name", b"web-1\n"),
+            ("dynamic/instance-identity/signature", SIGNATURE.encode() + b"\n"),
+            ("services/", b"domain\npartition\n"),
+        ):
+            with self.subTest(given):
+                self.assertEqual(self.imds("get", given), (0, expected, ""))
+
+    def test_tags_as_key_value_lines_and_one_by_name(self) -> None:
+        self.assertEqual(self.imds("get", "tags"), (0, b"Name=web-1\nEnvironment=production\n", ""))
+        self.assertEqual(self.imds("get", "tags", "Name"), (0, b"web-1\n", ""))
+        self.assertEqual(self.imds("get", "tags", "Environment", "-n"), (0, b"production", ""))
+        self.assertEqual(self.imds("get", "block-device-mapping", "root"), (0, b"/dev/xvda\n", ""))
+        status, out, _ = self.imds("json", "tags")
+        tags = {"Name": "web-1", "Environment": "production"}
+        self.assertEqual((status, json.loads(out)), (0, {"tags": tags}))
+
+
+class CommandLineMessageTests(CommandLineTestCase):
+    """Issue 9, item 10: messages in the command line's terms, a status for each cause."""
+
+    def test_option_values_are_checked_and_echoed_as_given(self) -> None:
+        for argv, message in (
+            (("--timeout", "1e999"), "--timeout must be a positive number of seconds, not '1e999'"),
+            (("--timeout", "abc"), "--timeout must be a positive number of seconds, not 'abc'"),
+            (("--attempts", "0"), "--attempts must be a whole number from 1 to 1000, not '0'"),
+            (("--endpoint-mode", "IPv5"), "--endpoint-mode must be IPv4 or IPv6, not 'IPv5'"),
+            (("--endpoint", "ftp://127.0.0.1"), "--endpoint must be a URL such as"),
+        ):
+            with self.subTest(argv):
+                status, out, err = self.imds("get", "region", *argv)
+                self.assertEqual((status, out), (2, b""))
+                self.assertTrue(err.startswith(f"imds: {message}"), err)
+                self.assertEqual(err.count("\n"), 1)
+        self.assertEqual(self.fake.count(), 0)
+
+    def test_bad_usage_is_one_line_and_status_2(self) -> None:
+        for argv in (("get",), ("frobnicate",), ("get", "region", "--bogus"), ("--timeout",)):
+            with self.subTest(argv):
+                status, out, err = self.imds(*argv)
+                self.assertEqual((status, out), (2, b""))
+                self.assertEqual(err.count("\n"), 1, err)
+                self.assertIn("--help)", err)
+
+    def test_a_bad_environment_value_is_status_3_naming_the_variable(self) -> None:
+        os.environ["AWS_METADATA_SERVICE_TIMEOUT"] = "abc"
+        status, out, err = self.imds("get", "region")
+        self.assertEqual(
+            (status, out, err),
+            (
+                3,
+                b"",
+                "imds: AWS_METADATA_SERVICE_TIMEOUT must be a positive number of seconds, "
+                "not 'abc'\n",
+            ),
+        )
+        self.assertEqual(self.imds("get", "region", "--timeout", "2")[0], 0)
+
+    def test_after_endpoint_the_hint_names_endpoint(self) -> None:
+        unreachable = f"http://127.0.0.1:{closed_port()}"
+        status, _, err = self.imds("get", "region", "--endpoint", unreachable)
+        self.assertEqual(status, 1)
+        self.assertIn("pass another --endpoint", err)
+        self.assertNotIn("AWS_EC2_METADATA_SERVICE_ENDPOINT", err)
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = unreachable
+        status, _, err = self.imds("get", "region")
+        self.assertEqual(status, 1)
+        self.assertIn("set AWS_EC2_METADATA_SERVICE_ENDPOINT", err)
+
+
+class BrokenPipeBuffer(io.RawIOBase):
+    """A standard output whose reader went away, and that is not a file."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+class CommandLineInterruptionTests(CommandLineTestCase):
+    """Issue 9, item 11: Ctrl-C and failed writes end the command without a traceback."""
+
+    def run_with_stdout(self, stdout: io.TextIOWrapper, *argv: str) -> tuple[int, str]:
+        stderr = io.StringIO()
+        with mock.patch.object(sys, "stdout", stdout), mock.patch.object(sys, "stderr", stderr):
+            status = ec2_metadata.main(list(argv))
+        return status, stderr.getvalue()
+
+    def test_ctrl_c_inside_http_client_exits_130_silently(self) -> None:
+        with mock.patch("http.client.HTTPConnection.putrequest", side_effect=KeyboardInterrupt):
+            self.assertEqual(self.imds("get", "region"), (130, b"", ""))
+
+    def test_ctrl_c_to_a_real_process_exits_130_without_a_traceback(self) -> None:
+        with SilentService() as silent:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "ec2_metadata", "get", "region", "--timeout", "30"],
+                cwd=os.path.dirname(os.path.abspath(__file__)),
+                env=dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=silent.url),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            # Each try waits up to 2 s: a slow machine may take longer to start Python.
+            connected = any(silent.connections(at_least=1) for _ in range(15))
+            self.assertTrue(connected, "the child never connected")  # it waits for the token
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=30)
+        self.assertEqual((child.returncode, out, err), (130, b"", b""))
+
+    def test_a_full_disk_is_one_line_and_status_1(self) -> None:
+        for argv in (("get", "region"), ("get", "--help")):
+            with self.subTest(argv), open("/dev/full", "wb") as full:
+                status, err = self.run_with_stdout(io.TextIOWrapper(full), *argv)
+                self.assertEqual(
+                    (status, err),
+                    (1, "imds: cannot write the output: [Errno 28] No space left on device\n"),
+                )
+
+    def test_a_closed_pipe_is_one_line_and_status_1(self) -> None:
+        stdout = io.TextIOWrapper(io.BufferedWriter(BrokenPipeBuffer()))
+        for argv in (("get", "region"), ("--help",)):
+            with self.subTest(argv):
+                status, err = self.run_with_stdout(stdout, *argv)
+                self.assertEqual(
+                    (status, err), (1, "imds: cannot write the output: [Errno 32] Broken pipe\n")
+                )
+
+    def test_a_closed_standard_output_is_one_line_and_status_1(self) -> None:
+        stderr = io.StringIO()
+        with mock.patch.object(sys, "stdout", None), mock.patch.object(sys, "stderr", stderr):
+            status = ec2_metadata.main(["get", "region"])
+        self.assertEqual(
+            (status, stderr.getvalue()),
+            (1, "imds: cannot write the output: standard output is closed\n"),
+        )
+
+    def test_real_processes_writing_to_dev_full_and_a_closed_pipe(self) -> None:
+        command = [sys.executable, "-m", "ec2_metadata", "get", "region"]
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(
+                command, cwd=here, stdout=full, stderr=subprocess.PIPE, check=False
+            )
+        self.assertEqual(
+            (done.returncode, done.stderr),
+            (1, b"imds: cannot write the output: [Errno 28] No space left on device\n"),
+        )
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run(
+                command, cwd=here, stdout=write_end, stderr=subprocess.PIPE, check=False
+            )
+        finally:
+            os.close(write_end)
+        self.assertEqual(
+            (done.returncode, done.stderr),
+            (1, b"imds: cannot write the output: [Errno 32] Broken pipe\n"),
+        )
+
+
+class ReadmeTests(CommandLineTestCase):
+    """Issue 9, items 1 to 3: what the README and the module's docstring say is so."""
+
+    README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+
+    def readme(self) -> str:
+        with open(self.README, encoding="utf-8") as file:
+            return file.read()
+
+    def test_the_python_examples_give_the_fakes_values(self) -> None:
+        import doctest
+
+        parser = doctest.DocTestParser()
+        blocks = re.findall(r"```python\n(.*?)```", self.readme(), re.DOTALL)
+        sources = {"README.md": "\n".join(blocks), "ec2_metadata.py": ec2_metadata.__doc__ or ""}
+        for name, text in sources.items():
+            with self.subTest(name):
+                test = parser.get_doctest(text, {}, name, name, 0)
+                self.assertGreater(len(test.examples), 2)
+                output = io.StringIO()
+                runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+                runner.run(test, out=output.write)
+                self.assertEqual(runner.failures, 0, output.getvalue())
+
+    def test_the_console_examples_print_what_they_show(self) -> None:
+        text = self.readme()
+        section = text[text.index("## The `imds` command") :]
+        block = re.search(r"```console\n(.*?)```", section, re.DOTALL)
+        assert block is not None
+        checked = 0
+        for example in re.split(r"^\$ ", block.group(1), flags=re.MULTILINE)[1:]:
+            command, _, shown = example.partition("\n")
+            argv = shlex.split(command, comments=True)
+            if argv[0] != "imds" or not shown or ">" in argv:
+                continue
+            with self.subTest(command):
+                self.assertEqual(self.imds(*argv[1:]), (0, shown.encode(), ""))
+                checked += 1
+        self.assertGreaterEqual(checked, 6)
+
+    def test_every_command_runs_on_a_machine_with_only_python3(self) -> None:
+        self.assertEqual(
+            re.findall(
+                r"(?<![\w./-])python(?![\w.-])[^\n]*", self.readme().replace("```python", "")
+            ),
+            [],
+        )
+
+    def test_install_commands_that_work_today(self) -> None:
+        text = self.readme()
+        self.assertIn("python3 -m pip install .", text)
+        self.assertIn("python3 -m pip wheel .", text)
+        self.assertIn("it is not on PyPI", text)
+
+    def test_the_signature_is_the_one_described(self) -> None:
+        import inspect
+
+        described = re.search(r"`(EC2Metadata\(session=.*?\))`", self.readme(), re.DOTALL)
+        assert described is not None
+        parameters = []
+        for parameter in inspect.signature(EC2Metadata).parameters.values():
+            if parameter.kind is parameter.KEYWORD_ONLY and "*" not in parameters:
+                parameters.append("*")
+            parameters.append(f"{parameter.name}={parameter.default!r}")
+        actual = f"EC2Metadata({', '.join(parameters)})"
+        self.assertEqual(" ".join(described.group(1).split()), actual)
+
+    def test_spot_action_and_rebalance_are_what_the_readme_says(self) -> None:
+        when = datetime(2026, 11, 27, 4, 2, tzinfo=timezone.utc)
+        action = SpotInstanceAction("terminate", when)
+        self.assertEqual(action._asdict(), {"action": "terminate", "time": when})
+        self.assertEqual(RebalanceRecommendation(when)._asdict(), {"notice_time": when})
+        self.assertEqual(hash(action), hash(SpotInstanceAction("terminate", when)))
+        self.assertFalse(isinstance(action, tuple))
+        self.assertIn("is a small class, not a tuple", self.readme())
 
 
 # Doctor --------------------------------------------------------------------------------
@@ -4320,8 +4830,8 @@ class DoctorCommandTests(LoopbackTestCase):
 
     def test_help(self) -> None:
         stdout = io.StringIO()
-        with mock.patch.object(sys, "stdout", stdout), self.assertRaises(SystemExit):
-            ec2_metadata.main(["doctor", "--help"])
+        with mock.patch.object(sys, "stdout", stdout):
+            self.assertEqual(ec2_metadata.main(["doctor", "--help"]), 0)
         self.assertIn("--json", stdout.getvalue())
 
 
