@@ -4860,50 +4860,6 @@ class EntryPointTests(LoopbackTestCase):
                 self.assertIn("usage: imds", result.stdout)
                 self.assertIn("instance_identity_document", result.stdout)
 
-    def test_the_demo_runs_a_command_against_the_fake(self) -> None:
-        demo = ("test_ec2_metadata.py", "with-fake-imds", sys.executable, "-m", "ec2_metadata")
-        result = self.run_python(*demo, "get", "region")
-        self.assertEqual((result.returncode, result.stdout), (0, "eu-west-1\n"), result.stderr)
-        self.assertIn("fake IMDS serving on http://127.0.0.1:", result.stderr)
-        self.assertEqual(self.run_python(*demo, "get", "nothing").returncode, 2)
 
-    def test_the_demo_points_the_command_at_the_fake(self) -> None:
-        check = (
-            "import os, sys; sys.exit(7 if os.environ[sys.argv[1]].startswith(sys.argv[2]) else 1)"
-        )
-        stderr = io.StringIO()
-        with mock.patch.object(sys, "stderr", stderr):
-            status = with_fake_imds(
-                [
-                    sys.executable,
-                    "-c",
-                    check,
-                    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-                    "http://127.0.0.1:",
-                ]
-            )
-        self.assertEqual(status, 7)
-        self.assertIn("fake IMDS serving on http://127.0.0.1:", stderr.getvalue())
-
-    def test_the_demo_needs_a_command(self) -> None:
-        stderr = io.StringIO()
-        with mock.patch.object(sys, "stderr", stderr):
-            self.assertEqual(with_fake_imds([]), 2)
-        self.assertIn("usage:", stderr.getvalue())
-
-
-def with_fake_imds(command: list[str]) -> int:
-    """Serve the fake IMDS on a free loopback port and run ``command`` against it."""
-    if not command:
-        print("usage: python test_ec2_metadata.py with-fake-imds COMMAND...", file=sys.stderr)
-        return 2
-    with FakeIMDS() as imds:
-        print(f"fake IMDS serving on {imds.url}", file=sys.stderr)
-        env = dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url)
-        return subprocess.run(command, env=env, check=False).returncode
-
-
-if __name__ == "__main__":  # pragma: no cover - the two ways to run this file
-    if sys.argv[1:2] == ["with-fake-imds"]:
-        sys.exit(with_fake_imds(sys.argv[2:]))
+if __name__ == "__main__":  # pragma: no cover - run as a script
     unittest.main()
