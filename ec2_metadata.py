@@ -2386,6 +2386,19 @@ def _iso_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_FAKE_RENEWAL: list[datetime] = []  # when the fake's credentials were "renewed", made once
+
+
+def _fake_credentials_renewed_at() -> datetime:
+    """Ten minutes before the first fake was made, to the second."""
+    if not _FAKE_RENEWAL:
+        from datetime import datetime, timedelta, timezone
+
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        _FAKE_RENEWAL.append(now - timedelta(minutes=10))
+    return _FAKE_RENEWAL[0]
+
+
 def _fake_instance_tree(with_events: bool) -> dict[str, Any]:
     """The metadata of a made-up spot instance in eu-west-1 (see `FakeMetadataService`)."""
     primary_mac, secondary_mac = "0e:49:61:0f:c3:11", "0e:5a:77:21:b0:9f"
@@ -2424,20 +2437,25 @@ def _fake_instance_tree(with_events: bool) -> dict[str, Any]:
         return data
 
     profile = "arn:aws:iam::123456789012:instance-profile/web-stack-WebProfile-O8XJ5GQZ2K1A"
+    # Credentials that were renewed a little while ago and expire in six hours, as on a
+    # running instance: fixed for the life of the process, so that every fake agrees.
+    from datetime import timedelta
+
+    updated = _fake_credentials_renewed_at()
     iam_info = {
         "Code": "Success",
-        "LastUpdated": "2026-11-27T02:10:41Z",
+        "LastUpdated": _iso_time(updated),
         "InstanceProfileArn": profile,
         "InstanceProfileId": "AIPAZ4EXAMPLEPROFILE1",
     }
     credentials = {  # fake, and marked so: ASIAFAKE..., EXAMPLE, SECRETKEY
         "Code": "Success",
-        "LastUpdated": "2026-11-27T02:10:41Z",
+        "LastUpdated": _iso_time(updated),
         "Type": "AWS-HMAC",
         "AccessKeyId": "ASIAFAKEEXAMPLEKEY01",
         "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEYxx",
         "Token": "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENvalue==",
-        "Expiration": "2026-11-27T08:26:12Z",
+        "Expiration": _iso_time(updated + timedelta(hours=6)),
     }
     identity = {
         "accountId": "123456789012",

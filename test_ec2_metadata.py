@@ -910,6 +910,17 @@ class FakeMetadataServiceTests(LoopbackTestCase):
         service.start()
         return service
 
+    def test_the_credentials_are_current_and_expire_in_six_hours(self) -> None:
+        credentials = self.service().tree["meta-data"]["iam"]["security-credentials"]
+        document = json.loads(credentials[ROLE_NAME])
+        updated = datetime.strptime(document["LastUpdated"], "%Y-%m-%dT%H:%M:%SZ")
+        expiration = datetime.strptime(document["Expiration"], "%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        self.assertLess(updated, now)
+        self.assertEqual(expiration - updated, timedelta(hours=6))
+        self.assertGreater(expiration - now, timedelta(hours=5))
+        self.assertEqual(document, CREDENTIALS)  # every fake of a process agrees
+
     def test_the_token_ttl_must_be_from_1_to_21600_seconds(self) -> None:
         url = self.service().url
         for ttl in ("0", "21601", "-1", "1.5", "soon", ""):
