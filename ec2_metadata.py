@@ -679,9 +679,6 @@ class _Token:
         self._value: bytes | None = None
         self._renew_at = 0.0
 
-    def __repr__(self) -> str:
-        return "<token>"
-
     def usable(self) -> bool:
         return self._value is not None and time.monotonic() < self._renew_at
 
