@@ -472,6 +472,7 @@ class _Connection:
 
         self.address = (host, port)
         self._timeout_error = socket.timeout  # TimeoutError from 3.10 on, its own class before
+        self._peek = socket.MSG_PEEK
         self.sock: socket.socket = socket.create_connection((host, port), _left(deadline))
         self._buffer = bytearray()
         self._line_budget = 0
@@ -483,11 +484,18 @@ class _Connection:
         self.sock.close()
 
     def idle(self) -> bool:
-        """True when nothing arrived since the last answer (no stray bytes, no close)."""
-        import select
+        """True when nothing arrived since the last answer: no stray bytes, no close, no reset.
 
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return not readable and not self._buffer
+        (Bytes already read past an answer closed the connection at once.)
+        """
+        self.sock.settimeout(0.0)  # a look, without waiting (select() fails past fd 1023)
+        try:
+            self.sock.recv(1, self._peek)
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass  # reset by the server
+        return False
 
     def exchange(self, request: _Secret, deadline: float) -> _Answer:
         """Send ``request``, read its answer; `keep_alive` then says if the connection is good."""

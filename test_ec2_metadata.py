@@ -23,6 +23,7 @@ import secrets
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -3434,6 +3435,25 @@ class DesynchronisationTests(LoopbackTestCase):
         time.sleep(0.3)
         self.assertEqual(client.instance_type, "t3.micro")
         self.assertEqual(imds.connections, 2)
+
+    def test_a_kept_alive_connection_reset_between_reads_is_replaced(self) -> None:
+        imds = self.serve()
+
+        def answer_then_reset(handler: http.server.BaseHTTPRequestHandler) -> None:
+            handler.wfile.write(ok_answer(PRIMARY_MAC.encode()))
+            handler.wfile.flush()
+            linger = struct.pack("ii", 1, 0)  # close with a reset, not a FIN
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            handler.connection.close()
+            handler.close_connection = True
+
+        imds.inject("GET", MAC_PATH, answer_then_reset)
+        client = imds.client(attempts=1)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+        time.sleep(0.1)
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(imds.connections, 2)
+        self.assertEqual(imds.count("GET", "/latest/meta-data/instance-type"), 1)
 
     def test_answers_that_cannot_be_accounted_for(self) -> None:
         body = INSTANCE_ID.encode()
