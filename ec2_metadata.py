@@ -1292,7 +1292,7 @@ class EC2Metadata(_Node):
 
     - ``endpoint``: a URL such as ``http://127.0.0.1:1338`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT``)
     - ``endpoint_mode``: ``"IPv4"`` or ``"IPv6"`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE``)
-    - ``timeout``: seconds to connect or wait for an answer, 1 (``AWS_METADATA_SERVICE_TIMEOUT``)
+    - ``timeout``: the deadline of one attempt in seconds, 1 (``AWS_METADATA_SERVICE_TIMEOUT``)
     - ``attempts``: tries per request, 3 (``AWS_METADATA_SERVICE_NUM_ATTEMPTS``)
     - ``disabled``: refuse every request (``AWS_EC2_METADATA_DISABLED``)
     - ``token_ttl``: seconds a session token lives, 1 to 21600 (default 21600)

@@ -3083,6 +3083,19 @@ class DeadlineTests(LoopbackTestCase):
         # attempts x timeout + one pause of at most 0.2 s, with slack for a loaded machine.
         self.assertLess(time.monotonic() - started, 2 * 1 + 0.2 + 0.6)
 
+    def test_a_401_renewal_adds_at_most_one_timeout(self) -> None:
+        imds = self.serve()
+        client = imds.client(timeout=0.5, attempts=1)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+        imds.inject("GET", "/latest/meta-data/instance-id", Reply(401), never_answer)
+        started = time.monotonic()
+        with self.assertRaises(EC2MetadataConnectionError):
+            client.instance_id  # 401, a new token, then a read that is never answered
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 0.5)
+        self.assertLess(elapsed, (1 + 1) * 0.5 + 0.5)  # attempts x timeout + one renewal
+        self.assertEqual(imds.count("PUT"), 2)
+
 
 class InterruptionTests(LoopbackTestCase):
     """An exception raised inside a request (a signal handler's) leaves the client clean."""
