@@ -678,6 +678,9 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+# Token and retry loop: one loop per access, with its deadline, attempts and 401 renewal --
+
+
 class _Token:
     """The session token of a client, kept out of reprs, and when to ask for a new one."""
 
