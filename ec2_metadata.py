@@ -27,17 +27,30 @@ import _weakref
 import os
 import time
 from collections.abc import Mapping
-from functools import cache, cached_property
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers know it
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    import http.client
+    import socket
     from collections.abc import Iterator
     from datetime import datetime
-    from typing import Any, Callable, ClassVar, Literal, NoReturn, TypedDict, TypeVar, cast
+    from typing import (
+        Any,
+        Callable,
+        ClassVar,
+        Generic,
+        Literal,
+        NoReturn,
+        TypedDict,
+        TypeVar,
+        Union,
+        cast,
+    )
 
     _T = TypeVar("_T")
+    _Lifetime = Union[str, Callable[[Any], float]]
+    _StringMapping = Mapping[str, str]
+    _TreeMapping = Mapping[str, Union["MetadataTree", str]]
 else:
     # Importing typing takes longer than importing all of this module, and nothing here
     # needs it at run time: annotations stay strings.  The TypedDicts are declared on this
@@ -50,6 +63,14 @@ else:
 
     def cast(kind, value):
         return value
+
+    class Generic:  # Generic[_T] is just a base class at run time
+        def __class_getitem__(cls, parameters):
+            return object
+
+    _T = None
+    # collections.abc classes can be subscripted only from Python 3.9 on.
+    _StringMapping = _TreeMapping = Mapping
 
 
 __all__ = [
@@ -525,15 +546,20 @@ def _parse_endpoint(raw: str, source: str) -> tuple[str, str, int, str]:
     from urllib.parse import urlsplit
 
     problem = ""
+    port = None
     try:
         raw.encode("ascii")
         parts = urlsplit(raw)
-        port = parts.port
     except UnicodeEncodeError:
         problem = "it has characters that are not ASCII"
-    except ValueError as error:
-        problem = str(error).replace(raw, _without_userinfo(raw))
+    except ValueError as error:  # "Invalid IPv6 URL"
+        problem = str(error)
     else:
+        try:
+            port = parts.port
+        except ValueError:
+            problem = "its port is not a number from 1 to 65535"
+    if not problem:
         if parts.scheme != "http":
             problem = "the scheme must be http:// (the service speaks plain HTTP)"
         elif parts.username is not None or parts.password is not None:
@@ -595,71 +621,321 @@ def _resolve_settings(options: dict[str, Any]) -> _Settings:
 
 
 class _Retryable(Exception):
-    """Carries an error that another attempt may cure (a 5xx, a 429, a dropped connection)."""
+    """Carries an error that another attempt may cure (a 5xx, a 429, a broken answer)."""
 
     def __init__(self, error: EC2MetadataError) -> None:
         super().__init__(str(error))
         self.error = error
 
 
-class _AnswerTooLong(Exception):
-    """An answer's lines (headers, trailers, interim answers) went past their byte budget."""
+class _IdleConnectionClosed(Exception):
+    """The server closed a kept-alive connection before this request: open a new one."""
 
 
-class _AnswerReader:
-    """The socket file under one answer, whose lines have a byte budget and a deadline.
+# Messages: requests written and answers read by hand, every read within a deadline --------
+#
+# http.client reads an answer through a buffered file, so its timeout bounds each read of
+# the socket, not the answer: a server that drips one byte a second keeps it reading for as
+# long as it likes.  An answer here is read by `_Connection`, which gives every recv() only
+# what is left of the attempt's deadline, and accounts for every byte on the connection.
 
-    http.client reads status lines, headers, ``100 Continue`` answers, chunk sizes and
-    trailers line by line, for as long as the server sends them.  The body it reads by
-    size, and `_Transport` asks for no more than the limit.
+
+class _Secret:
+    """Bytes kept out of every repr (the token, and requests carrying it): error reporters
+    record the repr of every local variable in a traceback's frames."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
+class _Answer:
+    """The status and body of one answer; its repr leaves out the body, which may be a token."""
+
+    __slots__ = ("body", "status")
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.body = bytearray()
+
+    def __repr__(self) -> str:
+        return f"<answer {self.status}, {len(self.body)} bytes>"
+
+
+class _TooLong(Exception):
+    """An answer went past its byte limit: refused, the connection closed."""
+
+
+class _Unaccountable(Exception):
+    """An answer the client cannot fully account for (an interim answer other than
+    ``100 Continue``, a length it cannot trust, a line that is not HTTP)."""
+
+
+class _CutShort(ConnectionError):
+    """The server closed the connection before the answer ended."""
+
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection; every read is bounded by the caller's deadline.
+
+    An answer is used only when its end is certain (a trusted length or the last chunk);
+    anything left over after it, or an answer that does not say where it ends, means the
+    connection is not used again.
     """
 
-    def __init__(self, file: Any, budget: int, seconds: float) -> None:
-        self._file = file
-        self._left = budget
-        self._deadline = time.monotonic() + seconds
+    def __init__(self, host: str, port: int, deadline: float) -> None:
+        import socket
 
-    def readline(self, limit: int = -1) -> bytes:
-        line: bytes = self._file.readline(limit)
-        self._left -= len(line)
-        if self._left < 0:
-            raise _AnswerTooLong
-        if time.monotonic() > self._deadline:
-            from socket import timeout
+        self.address = (host, port)
+        self._timeout_error = socket.timeout  # TimeoutError from 3.10 on, its own class before
+        self._peek = socket.MSG_PEEK
+        self.sock: socket.socket = socket.create_connection((host, port), _left(deadline))
+        self._buffer = bytearray()
+        self._line_budget = 0
+        self.reused = False  # an answer was read on it before the current request
+        self.received = False  # a byte of the current answer arrived
+        self.keep_alive = True
 
-            raise timeout("timed out")
-        return line
+    def close(self) -> None:
+        self.sock.close()
 
-    def __getattr__(self, name: str) -> Any:  # read, readinto, close...: the file's own
-        return getattr(self._file, name)
+    def idle(self) -> bool:
+        """True when nothing arrived since the last answer: no stray bytes, no close, no reset.
+
+        (Bytes already read past an answer closed the connection at once.)
+        """
+        self.sock.settimeout(0.0)  # a look, without waiting (select() fails past fd 1023)
+        try:
+            self.sock.recv(1, self._peek)
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass  # reset by the server
+        return False
+
+    def exchange(self, request: _Secret, deadline: float) -> _Answer:
+        """Send ``request``, read its answer; `keep_alive` then says if the connection is good."""
+        self.received = False
+        self.sock.settimeout(_left(deadline))
+        self.sock.sendall(request.value)
+        answer = self._read_answer(deadline)
+        self.reused = True
+        if self._buffer:  # bytes beyond the end of the answer: not ours to read
+            self.keep_alive = False
+        return answer
+
+    def _read_answer(self, deadline: float) -> _Answer:
+        self._line_budget = _MAX_LINES
+        while True:
+            version, status = self._status_line(deadline)
+            lengths, encodings, closing = self._headers(deadline)
+            if status != 100:
+                break  # 100 Continue comes before the real answer; skip it
+        if 100 <= status < 200:
+            raise _Unaccountable(f"an interim answer {status} before the answer")
+        answer = _Answer(status)
+        self.keep_alive = version == b"HTTP/1.1" and not closing
+        if status in (204, 304):
+            return answer
+        if encodings:
+            if lengths or b",".join(encodings).strip().lower() != b"chunked":
+                raise _Unaccountable("a Transfer-Encoding other than chunked alone")
+            self._read_chunks(answer, deadline)
+        elif lengths:
+            if len(set(lengths)) != 1 or not lengths[0].isdigit():
+                raise _Unaccountable("a Content-Length that cannot be trusted")
+            length = int(lengths[0])
+            if length > _MAX_BODY:
+                raise _TooLong(
+                    f"announced an answer of {length} bytes, more than the {_MAX_BODY}-byte limit"
+                )
+            answer.body += self._take(length, deadline)
+        else:
+            self._read_until_close(answer, deadline)
+        return answer
+
+    def _status_line(self, deadline: float) -> tuple[bytes, int]:
+        parts = self._line(deadline).split(None, 2)
+        if (
+            len(parts) < 2
+            or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0")
+            or len(parts[1]) != 3
+            or not parts[1].isdigit()
+        ):
+            raise _Unaccountable("something that is not an HTTP status line")
+        return parts[0], int(parts[1])
+
+    def _headers(self, deadline: float) -> tuple[list[bytes], list[bytes], bool]:
+        """The Content-Length and Transfer-Encoding values, and whether it says close."""
+        lengths: list[bytes] = []
+        encodings: list[bytes] = []
+        closing = False
+        while True:
+            line = self._line(deadline)
+            if not line:
+                return lengths, encodings, closing
+            name, colon, value = line.partition(b":")
+            if not colon or line[:1] in (b" ", b"\t"):
+                raise _Unaccountable("a header line that is not a header")
+            name = name.strip().lower()
+            if name == b"content-length":
+                lengths.append(value.strip())
+            elif name == b"transfer-encoding":
+                encodings.append(value)
+            elif name == b"connection":
+                closing = closing or b"close" in value.lower().replace(b" ", b"").split(b",")
+
+    def _read_chunks(self, answer: _Answer, deadline: float) -> None:
+        while True:
+            size_text = self._line(deadline).split(b";", 1)[0].strip()
+            if not size_text or not _HEX_DIGITS.issuperset(size_text):
+                raise _Unaccountable("a chunk size that is not a hexadecimal number")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            if len(answer.body) + size > _MAX_BODY:
+                raise _TooLong(f"answered more than the {_MAX_BODY}-byte limit")
+            answer.body += self._take(size, deadline)
+            if self._line(deadline):
+                raise _Unaccountable("a chunk longer than its size")
+        while self._line(deadline):  # trailers, read and ignored
+            pass
+
+    def _read_until_close(self, answer: _Answer, deadline: float) -> None:
+        """An answer with neither length nor chunks ends when the server closes."""
+        self.keep_alive = False
+        while self._fill(deadline, end_allowed=True):
+            if len(self._buffer) > _MAX_BODY:
+                raise _TooLong(f"answered more than the {_MAX_BODY}-byte limit")
+        if not self._buffer:
+            # Nothing, ended by closing: what an answer cut off in its headers looks like.
+            raise _CutShort("the connection closed before the answer's body")
+        answer.body += self._buffer
+        del self._buffer[:]
+
+    def _line(self, deadline: float) -> bytes:
+        """The next line, without its line end; lines share the answer's byte budget."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                break
+            if len(self._buffer) > self._line_budget:
+                raise _TooLong(f"answered with more than {_MAX_LINES} bytes of lines")
+            self._fill(deadline)
+        self._line_budget -= end + 1
+        if self._line_budget < 0:
+            raise _TooLong(f"answered with more than {_MAX_LINES} bytes of lines")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def _take(self, size: int, deadline: float) -> bytes:
+        while len(self._buffer) < size:
+            self._fill(deadline)
+        taken = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return taken
+
+    def _fill(self, deadline: float, *, end_allowed: bool = False) -> bool:
+        """Add what the socket has to the buffer, waiting no later than ``deadline``.
+
+        False at the end of the stream when ``end_allowed``; else the end is an error.
+        """
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._timeout_error("timed out")
+        self.sock.settimeout(left)
+        received = self.sock.recv(65536)
+        if not received:
+            if end_allowed:
+                return False
+            raise _CutShort("the connection closed before the answer ended")
+        self.received = True
+        self._buffer += received
+        return True
 
 
-@cache
-def _response_class() -> type[http.client.HTTPResponse]:
-    """http.client's answer, read through an `_AnswerReader` (made once, on first use)."""
-    from http.client import HTTPResponse
+def _left(deadline: float) -> float:
+    """The seconds left before ``deadline``, never zero (which would mean non-blocking)."""
+    return max(deadline - time.monotonic(), 0.001)
 
-    class Answer(HTTPResponse):
-        def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
-            super().__init__(sock, *args, **kwargs)
-            seconds = sock.gettimeout() or _DEFAULT_TIMEOUT
-            self.fp = cast("Any", _AnswerReader(self.fp, _MAX_LINES, seconds))
 
-    return Answer
+def _request_target(settings: _Settings, path: str) -> bytes:
+    """``/latest/<path>`` under the endpoint, quoted, as it goes on the request line."""
+    from urllib.parse import quote
+
+    try:
+        return f"{settings.base_path}/latest/{quote(path, safe='/:@=+,;')}".encode("ascii")
+    except UnicodeEncodeError as error:
+        raise EC2MetadataConfigError(
+            f"the path {path!r} cannot be sent: it is not valid text ({error.reason})"
+        ) from None
+
+
+def _host_header(settings: _Settings) -> bytes:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if settings.port != 80:
+        host = f"{host}:{settings.port}"
+    try:
+        return host.encode("idna")
+    except UnicodeError as error:
+        raise EC2MetadataConfigError(
+            f"the endpoint's host {settings.host!r} cannot be sent ({error})"
+        ) from None
 
 
 def _describe(error: BaseException) -> str:
-    from socket import timeout  # TimeoutError from Python 3.10 on, its own class on 3.9
+    import socket
 
-    if isinstance(error, timeout):
+    if isinstance(error, socket.timeout):
         return "timed out"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     return str(error) or type(error).__name__
 
 
+# Token and retry loop: one loop per access, with its deadline, attempts and 401 renewal --
+
+
+class _Token:
+    """The session token of a client, kept out of reprs, and when to ask for a new one."""
+
+    __slots__ = ("_renew_at", "_value")
+
+    def __init__(self) -> None:
+        self._value: bytes | None = None
+        self._renew_at = 0.0
+
+    def usable(self) -> bool:
+        return self._value is not None and time.monotonic() < self._renew_at
+
+    def forget(self) -> None:
+        self._value = None
+
+    def accept(self, answer: _Answer, requested_at: float, ttl: int) -> bool:
+        """Keep the token the answer holds; False when it holds none."""
+        value = bytes(answer.body).strip()
+        if not value or not all(33 <= byte <= 126 for byte in value):
+            return False
+        self._value = value
+        # Renew a little early, timed from when the token was asked for, so that no request
+        # is ever sent with a token this client knows to have expired.
+        self._renew_at = requested_at + ttl - min(60.0, ttl / 10)
+        return True
+
+    def headers(self) -> _Secret:
+        return _Secret(b"%s: %s\r\n" % (_TOKEN_HEADER.encode(), cast(bytes, self._value)))
+
+
 class _Transport:
-    """The token, the one kept-alive connection and the retry rules of one client.
+    """The settings, token, connection and retry loop of one client.
 
     One lock serialises requests, so threads share the token and never interleave HTTP on
     the connection.  After ``os.fork()`` the child drops the inherited connection and lock.
@@ -669,9 +945,10 @@ class _Transport:
         self._options = options
         self._lock = _thread.allocate_lock()
         self._settings: _Settings | None = None
-        self._connection: http.client.HTTPConnection | None = None
-        self._token: str | None = None
-        self._token_renew_at = 0.0
+        self._host = b""
+        self._token_target = b""
+        self._connection: _Connection | None = None
+        self._token = _Token()
         key = id(self)
         _LIVE_TRANSPORTS[key] = _weakref.ref(self, lambda _: _LIVE_TRANSPORTS.pop(key, None))
 
@@ -688,11 +965,11 @@ class _Transport:
         """Forget the token and the settings (read again on next use).
 
         The connection stays open for the next request, unless the settings read then
-        name another endpoint or timeout.
+        name another endpoint.
         """
         with self._lock:
             self._settings = None
-            self._token = None
+            self._token.forget()
 
     def __del__(self) -> None:
         # A client dropped with its connection open closes it, rather than leave the
@@ -707,7 +984,11 @@ class _Transport:
         self._close()
 
     def get(self, path: str) -> bytes:
-        """GET ``latest/<path>``: the body of a 200 answer, else an EC2MetadataError."""
+        """GET ``latest/<path>``: the body of a 200 answer, else an EC2MetadataError.
+
+        The whole access takes at most ``attempts`` x ``timeout``, plus the pauses between
+        attempts, plus one ``timeout`` more when a 401 makes it renew the token.
+        """
         with self._lock:
             settings = self._current_settings()
             if settings.disabled:
@@ -715,56 +996,61 @@ class _Transport:
                     f"not reading {path}: the instance metadata service is disabled by "
                     "AWS_EC2_METADATA_DISABLED (or disabled=True)"
                 )
+            target = _request_target(settings, path)
             attempt = 1
+            renewed = False
+            deadline = time.monotonic() + settings.timeout  # of this attempt: token, GET, all
             while True:
                 try:
-                    return self._get_once(settings, path)
+                    if not self._token.usable():
+                        self._renew_token(settings, deadline)
+                    answer = self._exchange(
+                        settings,
+                        "GET",
+                        path,
+                        target,
+                        deadline=deadline,
+                        headers=self._token.headers(),
+                    )
+                    if answer.status == 401 and not renewed:
+                        # The token expired or was revoked (a stop and start does that):
+                        # renew it, once per access, with a deadline of its own.
+                        renewed = True
+                        self._token.forget()
+                        deadline = time.monotonic() + settings.timeout
+                        continue
+                    self._check_status(settings, "GET", path, answer.status)
+                    return bytes(answer.body)
+                except _IdleConnectionClosed:
+                    continue  # nothing was lost: the same attempt goes on, on a new connection
                 except _Retryable as failure:
                     if attempt >= settings.attempts:
                         raise failure.error from failure.__cause__
                     self._back_off(attempt, settings, failure.error)
                     attempt += 1
+                    deadline = time.monotonic() + settings.timeout
 
     def _current_settings(self) -> _Settings:
         if self._settings is None:
-            self._settings = _resolve_settings(self._options)
+            settings = _resolve_settings(self._options)
+            self._host = _host_header(settings)
+            self._token_target = _request_target(settings, _TOKEN_PATH)
+            self._settings = settings
         return self._settings
 
-    def _get_once(self, settings: _Settings, path: str) -> bytes:
-        status, body = self._exchange(
-            settings, "GET", path, {_TOKEN_HEADER: self._token_for(settings)}
-        )
-        if status == 401:
-            # The token expired or was revoked (a stop and start does that): renew it once.
-            self._token = None
-            status, body = self._exchange(
-                settings, "GET", path, {_TOKEN_HEADER: self._token_for(settings)}
-            )
-        self._check_status(settings, "GET", path, status)
-        return body
-
-    def _token_for(self, settings: _Settings) -> str:
-        if self._token is not None and time.monotonic() < self._token_renew_at:
-            return self._token
+    def _renew_token(self, settings: _Settings, deadline: float) -> None:
         requested_at = time.monotonic()
-        status, body = self._exchange(
-            settings, "PUT", _TOKEN_PATH, {_TOKEN_TTL_HEADER: str(settings.token_ttl)}
+        ttl = _Secret(b"%s: %d\r\n" % (_TOKEN_TTL_HEADER.encode(), settings.token_ttl))
+        answer = self._exchange(
+            settings, "PUT", _TOKEN_PATH, self._token_target, deadline=deadline, headers=ttl
         )
-        self._check_status(settings, "PUT", _TOKEN_PATH, status)
-        token = body.strip()
-        if not token or not all(33 <= byte <= 126 for byte in token):
+        self._check_status(settings, "PUT", _TOKEN_PATH, answer.status)
+        if not self._token.accept(answer, requested_at, settings.token_ttl):
             raise EC2MetadataMalformedError(
                 f"the token request to {settings.endpoint} was answered with something that "
-                f"is not a token ({len(body)} bytes)",
+                f"is not a token ({len(answer.body)} bytes)",
                 _TOKEN_PATH,
             )
-        self._token = token.decode("ascii")
-        # Renew a little early, timed from when the token was asked for, so that no request
-        # is ever sent with a token this client knows to have expired.
-        self._token_renew_at = (
-            requested_at + settings.token_ttl - min(60.0, settings.token_ttl / 10)
-        )
-        return self._token
 
     def _check_status(self, settings: _Settings, method: str, path: str, status: int) -> None:
         if status == 200:
@@ -774,13 +1060,23 @@ class _Transport:
             raise EC2MetadataNotFoundError(f"{what} answered 404: no such metadata", status, path)
         if status == 401 and method == "GET":
             reason = "the service rejected a token it had just issued"
+        elif status == 403 and method == "GET":
+            reason = (
+                "this path is not allowed, or the instance metadata service is turned off for "
+                "this instance (aws ec2 modify-instance-metadata-options --http-endpoint enabled)"
+            )
         elif status == 403 and method == "PUT":
             reason = (
                 "the service refused to issue a token (IMDS may be turned off for this instance)"
             )
+        elif status == 400 and method == "PUT":
+            reason = (
+                "the service refused the token request as invalid (a token lifetime outside 1 "
+                "to 21600 seconds, or a request it could not read); it does offer IMDSv2"
+            )
         elif 300 <= status < 400:
             reason = "redirects are never followed"
-        elif method == "PUT" and status in (400, 404, 405):
+        elif method == "PUT" and status in (404, 405):
             reason = "this service does not offer IMDSv2 tokens, and IMDSv1 is never used"
         else:
             reason = "the service answered an error"
@@ -790,99 +1086,79 @@ class _Transport:
         raise error
 
     def _exchange(
-        self, settings: _Settings, method: str, path: str, headers: dict[str, str]
-    ) -> tuple[int, bytes]:
-        from http.client import HTTPException
-        from urllib.parse import quote
-
-        url = f"{settings.base_path}/latest/{quote(path, safe='/:@=+,;')}"
-        while True:
-            connection, reused = self._connection_for(settings, method, path)
-            response = None
+        self,
+        settings: _Settings,
+        method: str,
+        path: str,
+        target: bytes,
+        *,
+        deadline: float,
+        headers: _Secret,
+    ) -> _Answer:
+        """One request and its answer, within ``deadline``; any failure closes the connection."""
+        request = _Secret(
+            b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n"
+            % (
+                method.encode(),
+                target,
+                self._host,
+                headers.value,
+                b"Content-Length: 0\r\n" if method == "PUT" else b"",
+            )
+        )
+        connection = self._connection_for(settings, method, path, deadline)
+        try:
             try:
-                # Not request(): it would add an Accept-Encoding header the service ignores.
-                connection.putrequest(method, url, skip_accept_encoding=True)
-                for name, value in headers.items():
-                    connection.putheader(name, value)
-                connection.endheaders()
-                response = connection.getresponse()
-                return response.status, self._read_body(response, settings, method, path)
-            except _AnswerTooLong:
-                self._close()
-                raise EC2MetadataMalformedError(
-                    f"{method} {path} answered with more than {_MAX_LINES} bytes of status, "
-                    "header and chunk lines",
-                    path,
+                answer = connection.exchange(request, deadline)
+            except _TooLong as error:
+                raise EC2MetadataMalformedError(f"{method} {path} {error}", path) from None
+            except _Unaccountable as error:
+                raise _Retryable(
+                    EC2MetadataMalformedError(
+                        f"{method} {settings.endpoint}/latest/{path} answered with {error}; "
+                        "the connection was closed, so that nothing left on it can be read "
+                        "as the answer to a later request",
+                        path,
+                    )
                 ) from None
-            except (OSError, HTTPException) as error:
-                self._close()
-                if reused and isinstance(error, ConnectionError):
-                    continue  # the server closed the kept-alive connection; open a new one
+            except OSError as error:
+                if (
+                    connection.reused
+                    and not connection.received
+                    and isinstance(error, ConnectionError)
+                ):
+                    # The server closed the idle connection as this request went out.
+                    raise _IdleConnectionClosed from None
                 raise _Retryable(
                     self._connection_error(settings, method, path, error, connected=True)
                 ) from error
-            finally:
-                # An answer that ends the connection owns the socket once it is returned.
-                if response is not None:
-                    response.close()
+        except BaseException:
+            # KeyboardInterrupt, an exception from a signal handler, a broken answer: the
+            # connection is half used, and nothing may ever be read from it again.
+            self._close()
+            raise
+        if not connection.keep_alive:
+            self._close()
+        return answer
 
     def _connection_for(
-        self, settings: _Settings, method: str, path: str
-    ) -> tuple[http.client.HTTPConnection, bool]:
-        """The open connection and True, or a newly opened one and False."""
+        self, settings: _Settings, method: str, path: str, deadline: float
+    ) -> _Connection:
+        """The open connection if it is idle and still for these settings, else a new one."""
         connection = self._connection
-        if connection is not None and (connection.host, connection.port, connection.timeout) != (
-            settings.host,
-            settings.port,
-            settings.timeout,
-        ):
-            self._close()  # clear_all() read new settings: this connection is not theirs
-            connection = None
-        if connection is not None and connection.sock is not None:
-            return connection, True
-        if connection is None:
-            from http.client import HTTPConnection
-
-            connection = HTTPConnection(settings.host, settings.port, timeout=settings.timeout)
-            connection.response_class = _response_class()
-            self._connection = connection
-        try:
-            connection.connect()
-        except OSError as error:
+        if connection is not None:
+            if connection.address == (settings.host, settings.port) and connection.idle():
+                return connection
+            # clear_all() read other settings, or the server closed the connection or sent
+            # bytes nobody asked for since the last answer.
             self._close()
+        try:
+            connection = _Connection(settings.host, settings.port, deadline)
+        except OSError as error:
             # Not retried: nothing listens there, which is what being off EC2 looks like.
             raise self._connection_error(settings, method, path, error, connected=False) from error
-        return connection, False
-
-    def _read_body(
-        self, response: http.client.HTTPResponse, settings: _Settings, method: str, path: str
-    ) -> bytes:
-        from http.client import IncompleteRead
-
-        announced = response.length  # None for a chunked answer or one ended by closing
-        if announced is not None and announced > _MAX_BODY:
-            self._close()
-            raise EC2MetadataMalformedError(
-                f"{method} {path} announced an answer of {announced} bytes, "
-                f"more than the {_MAX_BODY}-byte limit",
-                path,
-            )
-        # Read what was announced, or one byte past the limit to see that it is over it.
-        body = response.read(_MAX_BODY + 1 if announced is None else announced)
-        if len(body) > _MAX_BODY:
-            self._close()
-            raise EC2MetadataMalformedError(
-                f"{method} {path} answered more than the {_MAX_BODY}-byte limit", path
-            )
-        if announced is not None and len(body) < announced:
-            # read(amt) returns what came before the connection closed: never use a part.
-            raise IncompleteRead(body, announced - len(body))
-        if not body and announced is None and not response.chunked:
-            # Nothing, ended by closing: what an answer cut off in its headers looks like.
-            raise IncompleteRead(body)
-        if not response.isclosed():  # an answer without a length ends when the server closes
-            self._close()
-        return body
+        self._connection = connection
+        return connection
 
     def _connection_error(
         self,
@@ -893,16 +1169,21 @@ class _Transport:
         *,
         connected: bool,
     ) -> EC2MetadataConnectionError:
-        if connected:
-            cause = f"the connection failed while waiting for the answer: {_describe(error)}"
-        else:
-            cause = f"could not connect: {_describe(error)}"
+        what = f"{method} {settings.endpoint}/latest/{path}"
+        if not connected:
+            return EC2MetadataConnectionError(
+                f"{what} failed (could not connect: {_describe(error)}; timeout "
+                f"{settings.timeout:g}s). This program may not be running on EC2, or the "
+                f"endpoint is wrong: to use another one, such as a local mock, set "
+                f"{_ENDPOINT_VARIABLE}.",
+                path,
+            )
         message = (
-            f"{method} {settings.endpoint}/latest/{path} failed ({cause}; timeout "
-            f"{settings.timeout:g}s). This program may not be running on EC2, or the endpoint "
-            f"is wrong: to use another one, such as a local mock, set {_ENDPOINT_VARIABLE}."
+            f"{what} failed after the connection was made ({_describe(error)}; timeout "
+            f"{settings.timeout:g}s an attempt): the service is slow or is throttling "
+            "requests, and AWS asks clients to back off and retry later."
         )
-        if connected and method == "PUT" and _describe(error) == "timed out":
+        if method == "PUT" and _describe(error) == "timed out":
             message += (
                 " In a container on EC2 the token answer is dropped when the hop limit is 1;"
                 f" allow a second hop with: {_HOP_LIMIT_FIX}"
@@ -913,7 +1194,7 @@ class _Transport:
         import logging
         import random
 
-        delay = min(1.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
+        delay = _pause(attempt) * random.uniform(0.5, 1.0)
         logging.getLogger(__name__).debug(
             "attempt %d of %d failed, retrying in %.2fs: %s",
             attempt,
@@ -924,9 +1205,14 @@ class _Transport:
         time.sleep(delay)
 
     def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _pause(attempt: int) -> float:
+    """The longest pause after failed attempt number ``attempt`` (jittered down to half)."""
+    return min(1.0, 0.05 * 2.0**attempt)
 
 
 # Every transport alive, by id, as a weak reference: os.fork() must reach them all.
@@ -949,12 +1235,31 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows onl
 
 def _lines(text: str) -> list[str]:
     """A listing or multi-value answer: one item a line, blank lines and padding ignored."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def _segment(name: str) -> str:
+    """A listing's entry, refused unless it is one plain path segment.
+
+    A name from a listing becomes part of a path.  ``..``, ``.``, or a name holding ``/``,
+    ``?``, ``#``, ``%`` or a control character would make the client read another path (or
+    the server normalise it into one), so the listing is reported as malformed instead.
+    AWS allows none of these in tag keys, MACs, role or device names.
+    """
+    if name in ("", ".", "..") or any(
+        character in "/?#%" or ord(character) < 32 or ord(character) == 127 for character in name
+    ):
+        raise ValueError(f"the listing has an entry that cannot be a path segment: {name!r}")
+    return name
 
 
 def _names(text: str) -> list[str]:
     """A directory listing's entries, without the trailing ``/`` of sub-directories."""
-    return [line.rstrip("/") for line in _lines(text)]
+    return [_segment(line[:-1] if line.endswith("/") else line) for line in _lines(text)]
+
+
+class _ErrorDocument(ValueError):
+    """A JSON answer that is the service's error document (``Code`` other than Success)."""
 
 
 def _json_object(text: str, *required: str) -> dict[str, Any]:
@@ -963,10 +1268,14 @@ def _json_object(text: str, *required: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {type(value).__name__}")
-    missing = [key for key in required if key not in value]
+    _require(value, *required)
+    return value
+
+
+def _require(value: dict[str, Any], *keys: str) -> None:
+    missing = [key for key in keys if key not in value]
     if missing:
         raise ValueError(f"the JSON object lacks {', '.join(missing)}")
-    return value
 
 
 def _utc_datetime(value: object) -> datetime:
@@ -992,8 +1301,16 @@ def _iam_info(text: str) -> IamInfoDict:
 
 
 def _credentials(text: str) -> IamSecurityCredentialsDict:
-    required = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
-    return cast("IamSecurityCredentialsDict", _json_object(text, *required))
+    data = _json_object(text)
+    code = data.get("Code", "Success")
+    if code != "Success":  # Code and Message say why; they hold no secret
+        raise _ErrorDocument(
+            f"the service answered an error instead of credentials: Code {code!r}, "
+            f"Message {data.get('Message', '')!r}"
+        )
+    _require(data, "AccessKeyId", "SecretAccessKey", "Token", "Expiration")
+    _utc_datetime(data["Expiration"])  # the lifetime of the kept value depends on it
+    return cast("IamSecurityCredentialsDict", data)
 
 
 def _spot_action(text: str) -> SpotInstanceAction:
@@ -1040,13 +1357,29 @@ def _rebalance(text: str) -> RebalanceRecommendation:
 def _public_key_entries(text: str) -> list[tuple[int, str]]:
     """``0=my-key`` lines as (0, "my-key"); a line with no name (``0/``) is named by its index."""
     entries = []
-    for line in _names(text):
-        index, _, name = line.partition("=")
+    for line in _lines(text):
+        index, _, name = line.rstrip("/").partition("=")
+        if not (index.isascii() and index.isdigit()):
+            raise ValueError(f"a public key's index must be a number, not {index!r}")
         entries.append((int(index), name or index))
     return entries
 
 
-# Fields: each metadata attribute declared once, with its path and its parser ---------
+# Fields: each metadata attribute declared once: path, parser, absence and lifetime ------
+
+# How long a field keeps its value.  A lifetime is one of these, or a function that gives,
+# from the value itself, the time (time.time()) after which it is fetched again.
+_KEPT = "kept"  # fetched on first access, then kept until `del` or clear_all()
+_NOT_KEPT = "not kept"  # fetched on every access: it changes while the instance runs
+_DERIVED = "derived"  # computed on every access from a field that is kept
+# What a 404 gives: _RAISE raises EC2MetadataNotFoundError; None and _EMPTY (a new [])
+# are the value instead.
+_RAISE: NoReturn = cast("NoReturn", object())
+_EMPTY: list[str] = []
+_ABSENT = object()
+# Credentials are fetched again this long before their Expiration.  IMDS offers new ones
+# at least five minutes before the old ones expire, so at this point it has them.
+_CREDENTIALS_REFRESH = 5 * 60.0
 
 
 class _Node:
@@ -1059,7 +1392,7 @@ class _Node:
         """Forget every cached attribute, so that the next access fetches it again."""
         for klass in type(self).__mro__:
             for name, value in vars(klass).items():
-                if isinstance(value, cached_property):
+                if isinstance(value, _Field):
                     self.__dict__.pop(name, None)
 
     def _read(self, path: str, parse: Callable[[str], _T]) -> _T:
@@ -1069,6 +1402,8 @@ class _Node:
             return parse(body.decode("utf-8"))
         except UnicodeDecodeError as error:
             problem = f"is not UTF-8 text ({error.reason} at byte {error.start})"
+        except _ErrorDocument as error:
+            problem = f"is an error document: {error}"
         except (ValueError, TypeError) as error:
             problem = f"cannot be parsed: {error}"
         raise EC2MetadataMalformedError(f"the answer to GET {full_path} {problem}", full_path)
@@ -1083,34 +1418,99 @@ class _Node:
 BaseLazyObject = _Node  # ec2-metadata's name for it
 
 
-def _field(path: str, parse: Callable[[str], _T]) -> cached_property[_T]:
-    """A cached attribute read from ``path``; a 404 raises `EC2MetadataNotFoundError`."""
+class _Field(Generic[_T]):
+    """A metadata attribute, read by ``read(node)`` and kept as its lifetime says.
 
-    def read(node: _Node) -> _T:
-        return node._read(path, parse)
+    The design card names functools.cached_property, but on Python 3.9 to 3.11 it holds one
+    lock per attribute, shared by every instance, for the whole network fetch: clients wait
+    on each other, and a child forked while a thread fetches inherits the lock held and
+    hangs on its first read of that attribute, in any client.  This descriptor takes no
+    lock (two threads may both fetch; the first value kept wins).  Kept values live in the
+    instance ``__dict__`` as with cached_property, so ``del node.name`` and `clear_all`
+    forget them.
+    """
 
-    read.__doc__ = f"From ``{path}``."
-    return cached_property(read)
+    def __init__(self, read: Callable[[Any], _T], lifetime: _Lifetime, doc: str) -> None:
+        self._read = read
+        self.lifetime = lifetime
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, node: Any, owner: type | None = None) -> _T:
+        if node is None:
+            return cast("_T", self)
+        lifetime = self.lifetime
+        if lifetime is _NOT_KEPT or lifetime is _DERIVED:
+            return self._read(node)
+        kept = node.__dict__.get(self._name, _ABSENT)
+        if kept is not _ABSENT and (isinstance(lifetime, str) or time.time() < lifetime(kept)):
+            return cast("_T", kept)
+        value = self._read(node)
+        if isinstance(lifetime, str):
+            return cast("_T", node.__dict__.setdefault(self._name, value))
+        node.__dict__[self._name] = value
+        return value
+
+    def __set__(self, node: Any, value: _T) -> None:
+        if self.lifetime is _NOT_KEPT or self.lifetime is _DERIVED:
+            raise AttributeError(f"{self._name} is read from the service on every access")
+        node.__dict__[self._name] = value
+
+    def __delete__(self, node: Any) -> None:
+        try:
+            del node.__dict__[self._name]
+        except KeyError:
+            raise AttributeError(self._name) from None
 
 
-def _optional_field(path: str, parse: Callable[[str], _T]) -> cached_property[_T | None]:
-    """A cached attribute read from ``path``, or None when the service answers 404."""
+def _field(path: str, parse: Callable[[str], _T], absent: _T, lifetime: _Lifetime) -> _Field[_T]:
+    """The attribute at ``path``, parsed by ``parse``; a 404 gives ``absent`` (see _RAISE)."""
+    if absent is _RAISE:
 
-    def read(node: _Node) -> _T | None:
-        return node._read_or_none(path, parse)
+        def read(node: _Node) -> _T:
+            return node._read(path, parse)
 
-    read.__doc__ = f"From ``{path}``, or None when absent."
-    return cached_property(read)
+        return _Field(read, lifetime, f"From ``{path}``.")
+
+    def read_or_absent(node: _Node) -> _T:
+        value = node._read_or_none(path, parse)
+        if value is None:
+            return cast("_T", []) if isinstance(absent, list) else absent
+        return value
+
+    return _Field(read_or_absent, lifetime, f"From ``{path}``; {absent!r} when absent.")
 
 
-def _list_field(path: str) -> cached_property[list[str]]:
-    """A cached list of the lines at ``path``, or [] when the service answers 404."""
+def _computed(lifetime: _Lifetime) -> Callable[[Callable[[Any], _T]], _Field[_T]]:
+    """Declares a method that computes an attribute as a field with ``lifetime``."""
 
-    def read(node: _Node) -> list[str]:
-        return node._read_or_none(path, _lines) or []
+    def declare(read: Callable[[Any], _T]) -> _Field[_T]:
+        return _Field(read, lifetime, read.__doc__ or "")
 
-    read.__doc__ = f"The lines of ``{path}``, or [] when absent."
-    return cached_property(read)
+    return declare
+
+
+def _until_credentials_expire(credentials: IamSecurityCredentialsDict | None) -> float:
+    """When credentials must be fetched again: a few minutes before their Expiration."""
+    if credentials is None:
+        return float("inf")  # no role: kept, as iam_info is
+    return _utc_datetime(credentials["Expiration"]).timestamp() - _CREDENTIALS_REFRESH
+
+
+def _checked_segment(name: str, listing_path: str) -> str:
+    """``name`` from the listing at ``listing_path``, if it is one plain path segment."""
+    try:
+        return _segment(name)
+    except ValueError as error:
+        raise EC2MetadataMalformedError(
+            f"the answer to GET {listing_path} cannot be parsed: {error}", listing_path
+        ) from None
+
+
+_IDENTITY = "dynamic/instance-identity/"
 
 
 def _check_connection_maker(name: str, given: object) -> None:
@@ -1140,7 +1540,7 @@ class EC2Metadata(_Node):
 
     - ``endpoint``: a URL such as ``http://127.0.0.1:1338`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT``)
     - ``endpoint_mode``: ``"IPv4"`` or ``"IPv6"`` (``AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE``)
-    - ``timeout``: seconds to connect or wait for an answer, 1 (``AWS_METADATA_SERVICE_TIMEOUT``)
+    - ``timeout``: the deadline of one attempt in seconds, 1 (``AWS_METADATA_SERVICE_TIMEOUT``)
     - ``attempts``: tries per request, 3 (``AWS_METADATA_SERVICE_NUM_ATTEMPTS``)
     - ``disabled``: refuse every request (``AWS_EC2_METADATA_DISABLED``)
     - ``token_ttl``: seconds a session token lives, 1 to 21600 (default 21600)
@@ -1262,96 +1662,116 @@ class EC2Metadata(_Node):
         self._options["endpoint"] = endpoint
         self._transport.reset()
 
-    ami_id = _field("meta-data/ami-id", str)
-    ami_launch_index = _field("meta-data/ami-launch-index", int)
-    ami_manifest_path = _field("meta-data/ami-manifest-path", str)
-    availability_zone = _field("meta-data/placement/availability-zone", str)
-    availability_zone_id = _optional_field("meta-data/placement/availability-zone-id", str)
-    domain = _field("meta-data/services/domain", str)
-    hostname = _field("meta-data/hostname", str)
-    iam_info = _optional_field("meta-data/iam/info", _iam_info)
-    instance_id = _field("meta-data/instance-id", str)
-    instance_identity_document = _field("dynamic/instance-identity/document", _identity_document)
-    instance_life_cycle = _field("meta-data/instance-life-cycle", str)
-    instance_identity_pkcs7 = _field("dynamic/instance-identity/pkcs7", str)
-    instance_identity_rsa2048 = _field("dynamic/instance-identity/rsa2048", str)
-    instance_identity_signature = _field("dynamic/instance-identity/signature", str)
-    instance_type = _field("meta-data/instance-type", str)
-    ipv6 = _optional_field("meta-data/ipv6", str)
-    kernel_id = _optional_field("meta-data/kernel-id", str)
-    mac = _field("meta-data/mac", str)
-    partition = _field("meta-data/services/partition", str)
-    private_hostname = _field("meta-data/local-hostname", str)
-    private_ipv4 = _field("meta-data/local-ipv4", str)
-    public_hostname = _optional_field("meta-data/public-hostname", str)
-    placement_group = _optional_field("meta-data/placement/group-name", str)
-    placement_host_id = _optional_field("meta-data/placement/host-id", str)
-    placement_partition_number = _optional_field("meta-data/placement/partition-number", int)
-    product_codes = _list_field("meta-data/product-codes")
-    public_ipv4 = _optional_field("meta-data/public-ipv4", str)
-    ramdisk_id = _optional_field("meta-data/ramdisk-id", str)
-    reservation_id = _field("meta-data/reservation-id", str)
-    security_groups = _field("meta-data/security-groups", _lines)
+    # name = _field(path, parser, what a 404 gives, lifetime)
+    ami_id = _field("meta-data/ami-id", str, _RAISE, _KEPT)
+    ami_launch_index = _field("meta-data/ami-launch-index", int, _RAISE, _KEPT)
+    ami_manifest_path = _field("meta-data/ami-manifest-path", str, _RAISE, _KEPT)
+    availability_zone = _field("meta-data/placement/availability-zone", str, _RAISE, _KEPT)
+    availability_zone_id = _field("meta-data/placement/availability-zone-id", str, None, _KEPT)
+    domain = _field("meta-data/services/domain", str, _RAISE, _KEPT)
+    hostname = _field("meta-data/hostname", str, _RAISE, _KEPT)
+    iam_info = _field("meta-data/iam/info", _iam_info, None, _KEPT)
+    instance_action = _field("meta-data/instance-action", str, _RAISE, _NOT_KEPT)
+    instance_id = _field("meta-data/instance-id", str, _RAISE, _KEPT)
+    instance_identity_document = _field(_IDENTITY + "document", _identity_document, _RAISE, _KEPT)
+    instance_identity_pkcs7 = _field(_IDENTITY + "pkcs7", str, _RAISE, _KEPT)
+    instance_identity_rsa2048 = _field(_IDENTITY + "rsa2048", str, _RAISE, _KEPT)
+    instance_identity_signature = _field(_IDENTITY + "signature", str, _RAISE, _KEPT)
+    instance_life_cycle = _field("meta-data/instance-life-cycle", str, _RAISE, _KEPT)
+    instance_type = _field("meta-data/instance-type", str, _RAISE, _KEPT)
+    ipv6 = _field("meta-data/ipv6", str, None, _KEPT)
+    kernel_id = _field("meta-data/kernel-id", str, None, _KEPT)
+    mac = _field("meta-data/mac", str, _RAISE, _KEPT)
+    partition = _field("meta-data/services/partition", str, _RAISE, _KEPT)
+    placement_group = _field("meta-data/placement/group-name", str, None, _KEPT)
+    placement_host_id = _field("meta-data/placement/host-id", str, None, _KEPT)
+    placement_partition_number = _field("meta-data/placement/partition-number", int, None, _KEPT)
+    private_hostname = _field("meta-data/local-hostname", str, _RAISE, _KEPT)
+    private_ipv4 = _field("meta-data/local-ipv4", str, None, _KEPT)  # None: IPv6-only
+    product_codes = _field("meta-data/product-codes", _lines, _EMPTY, _KEPT)
+    public_hostname = _field("meta-data/public-hostname", str, None, _KEPT)
+    public_ipv4 = _field("meta-data/public-ipv4", str, None, _KEPT)
+    ramdisk_id = _field("meta-data/ramdisk-id", str, None, _KEPT)
+    reservation_id = _field("meta-data/reservation-id", str, _RAISE, _KEPT)
+    security_groups = _field("meta-data/security-groups", _lines, _RAISE, _KEPT)
+    spot_instance_action = _field("meta-data/spot/instance-action", _spot_action, None, _NOT_KEPT)
 
-    @cached_property
+    @_computed(_NOT_KEPT)
+    def autoscaling_target_lifecycle_state(self) -> str | None:
+        """The Auto Scaling lifecycle state the instance is moving to, or None."""
+        return self._read_or_none("meta-data/autoscaling/target-lifecycle-state", str)
+
+    @_computed(_NOT_KEPT)
+    def rebalance_recommendation(self) -> RebalanceRecommendation | None:
+        """EC2's advice to move work off this spot instance, or None."""
+        return self._read_or_none("meta-data/events/recommendations/rebalance", _rebalance)
+
+    @_computed(_NOT_KEPT)
+    def scheduled_events(self) -> list[ScheduledEventDict]:
+        """The scheduled maintenance events of the instance ([] when none)."""
+        events = self._read_or_none("meta-data/events/maintenance/scheduled", _scheduled_events)
+        return events or []
+
+    @_computed(_DERIVED)
     def account_id(self) -> str:
         """The AWS account ID, from the instance identity document."""
         return self.instance_identity_document["accountId"]
 
-    @cached_property
+    @_computed(_DERIVED)
     def region(self) -> str:
         """The region, from the instance identity document."""
         return self.instance_identity_document["region"]
 
-    @cached_property
+    @_computed(_DERIVED)
     def instance_profile_arn(self) -> str | None:
         """The instance profile's ARN, from `iam_info`, or None when no role is attached."""
         info = self.iam_info
         return None if info is None else info["InstanceProfileArn"]
 
-    @cached_property
+    @_computed(_DERIVED)
     def instance_profile_id(self) -> str | None:
         """The instance profile's ID, from `iam_info`, or None when no role is attached."""
         info = self.iam_info
         return None if info is None else info["InstanceProfileId"]
 
-    @cached_property
+    @_computed(_DERIVED)
     def instance_profile_name(self) -> str | None:
         """The last part of `instance_profile_arn`, or None when no role is attached."""
         arn = self.instance_profile_arn
         return None if arn is None else arn.rsplit("/", 1)[-1]
 
-    @cached_property
+    @_computed(_until_credentials_expire)
     def iam_security_credentials(self) -> IamSecurityCredentialsDict | None:
         """The role's temporary credentials, or None when no role is attached.
 
-        The role is the one listed under ``iam/security-credentials/``: its name differs
-        from the instance profile's when CloudFormation or Terraform made the profile.
+        Kept until five minutes before their ``Expiration``, then fetched again.  The role
+        is the one listed under ``iam/security-credentials/``: its name differs from the
+        instance profile's when CloudFormation or Terraform made the profile.
         """
         roles = self._read_or_none("meta-data/iam/security-credentials/", _names)
         if not roles:
             return None
         return self._read(f"meta-data/iam/security-credentials/{roles[0]}", _credentials)
 
-    @cached_property
+    @_computed(_KEPT)
     def block_device_mapping(self) -> dict[str, str]:
         """Each virtual device name (``ami``, ``root``, ``ebs1``...) to its device."""
         names = self._read_or_none("meta-data/block-device-mapping/", _names) or []
         return {name: self._read(f"meta-data/block-device-mapping/{name}", str) for name in names}
 
-    @cached_property
+    @_computed(_KEPT)
     def network_interfaces(self) -> dict[str, NetworkInterface]:
         """The network interfaces, keyed by MAC address."""
         macs = self._read("meta-data/network/interfaces/macs/", _names)
         return {mac: NetworkInterface(mac, self) for mac in macs}
 
-    @cached_property
+    @_computed(_KEPT)
     def public_keys(self) -> dict[str, PublicKey]:
         """The SSH public keys given at launch, keyed by name ({} when there are none)."""
         entries = self._read_or_none("meta-data/public-keys/", _public_key_entries) or []
         return {name: PublicKey(index, self) for index, name in entries}
 
-    @cached_property
+    @_computed(_KEPT)
     def tags(self) -> InstanceTags:
         """The instance's tags; the instance must allow tags in its metadata."""
         try:
@@ -1366,7 +1786,7 @@ class EC2Metadata(_Node):
             ) from None
         return InstanceTags(names, self)
 
-    @cached_property
+    @_computed(_KEPT)
     def user_data(self) -> bytes | None:
         """The raw user data given at launch (not base64), or None when there is none."""
         try:
@@ -1374,33 +1794,7 @@ class EC2Metadata(_Node):
         except EC2MetadataNotFoundError:
             return None
 
-    @property
-    def autoscaling_target_lifecycle_state(self) -> str | None:
-        """Uncached. The Auto Scaling lifecycle state the instance is moving to, or None."""
-        return self._read_or_none("meta-data/autoscaling/target-lifecycle-state", str)
-
-    @property
-    def instance_action(self) -> str:
-        """Uncached. A pending reboot or bundling action, ``"none"`` when there is none."""
-        return self._read("meta-data/instance-action", str)
-
-    @property
-    def rebalance_recommendation(self) -> RebalanceRecommendation | None:
-        """Uncached. EC2's advice to move work off this spot instance, or None."""
-        return self._read_or_none("meta-data/events/recommendations/rebalance", _rebalance)
-
-    @property
-    def scheduled_events(self) -> list[ScheduledEventDict]:
-        """Uncached. The scheduled maintenance events of the instance ([] when none)."""
-        events = self._read_or_none("meta-data/events/maintenance/scheduled", _scheduled_events)
-        return events or []
-
-    @property
-    def spot_instance_action(self) -> SpotInstanceAction | None:
-        """Uncached. The action about to happen to this spot instance, or None."""
-        return self._read_or_none("meta-data/spot/instance-action", _spot_action)
-
-    @cached_property
+    @_computed(_KEPT)
     def tree(self) -> MetadataTree:
         """The whole ``meta-data/`` tree, as nested read-only mappings fetched as needed."""
         return MetadataTree(self)
@@ -1414,7 +1808,7 @@ class EC2Metadata(_Node):
         return self._transport.get(_relative(path))
 
 
-class InstanceTags(Mapping[str, str]):
+class InstanceTags(_StringMapping):
     """The instance's tags: names from one listing, each value fetched once, when first read."""
 
     def __init__(self, names: list[str], parent: EC2Metadata) -> None:
@@ -1474,35 +1868,40 @@ class NetworkInterface(_Listed):
         super().__init__(mac, parent)
         self.mac = mac
 
-    device_number = _field("device-number", int)
-    interface_id = _field("interface-id", str)
-    ipv4_prefix = _list_field("ipv4-prefix")
-    ipv6s = _list_field("ipv6s")
-    ipv6_prefix = _list_field("ipv6-prefix")
-    owner_id = _field("owner-id", str)
-    private_hostname = _field("local-hostname", str)
-    private_ipv4s = _field("local-ipv4s", _lines)
-    public_hostname = _optional_field("public-hostname", str)
-    public_ipv4s = _list_field("public-ipv4s")
-    security_groups = _field("security-groups", _lines)
-    security_group_ids = _field("security-group-ids", _lines)
-    subnet_id = _field("subnet-id", str)
-    subnet_ipv4_cidr_block = _optional_field("subnet-ipv4-cidr-block", str)
-    subnet_ipv6_cidr_blocks = _list_field("subnet-ipv6-cidr-blocks")
-    vpc_id = _field("vpc-id", str)
-    vpc_ipv4_cidr_block = _optional_field("vpc-ipv4-cidr-block", str)
-    vpc_ipv4_cidr_blocks = _list_field("vpc-ipv4-cidr-blocks")
-    vpc_ipv6_cidr_blocks = _list_field("vpc-ipv6-cidr-blocks")
+    # name = _field(path below the interface, parser, what a 404 gives, lifetime)
+    device_number = _field("device-number", int, _RAISE, _KEPT)
+    interface_id = _field("interface-id", str, _RAISE, _KEPT)
+    ipv4_prefix = _field("ipv4-prefix", _lines, _EMPTY, _KEPT)
+    ipv6s = _field("ipv6s", _lines, _EMPTY, _KEPT)
+    ipv6_prefix = _field("ipv6-prefix", _lines, _EMPTY, _KEPT)
+    owner_id = _field("owner-id", str, _RAISE, _KEPT)
+    private_hostname = _field("local-hostname", str, _RAISE, _KEPT)
+    private_ipv4s = _field("local-ipv4s", _lines, _EMPTY, _KEPT)  # []: an IPv6-only interface
+    public_hostname = _field("public-hostname", str, None, _KEPT)
+    public_ipv4s = _field("public-ipv4s", _lines, _EMPTY, _KEPT)
+    security_groups = _field("security-groups", _lines, _RAISE, _KEPT)
+    security_group_ids = _field("security-group-ids", _lines, _RAISE, _KEPT)
+    subnet_id = _field("subnet-id", str, _RAISE, _KEPT)
+    subnet_ipv4_cidr_block = _field("subnet-ipv4-cidr-block", str, None, _KEPT)
+    subnet_ipv6_cidr_blocks = _field("subnet-ipv6-cidr-blocks", _lines, _EMPTY, _KEPT)
+    vpc_id = _field("vpc-id", str, _RAISE, _KEPT)
+    vpc_ipv4_cidr_block = _field("vpc-ipv4-cidr-block", str, None, _KEPT)
+    vpc_ipv4_cidr_blocks = _field("vpc-ipv4-cidr-blocks", _lines, _EMPTY, _KEPT)
+    vpc_ipv6_cidr_blocks = _field("vpc-ipv6-cidr-blocks", _lines, _EMPTY, _KEPT)
 
-    @cached_property
+    @_computed(_KEPT)
     def ipv4_associations(self) -> dict[str, list[str]]:
         """Each public IPv4 address of the interface, to the private addresses behind it.
 
         The addresses are those of `public_ipv4s`, which ``ipv4-associations/`` lists too.
         """
-        return {ip: self._read(f"ipv4-associations/{ip}", _lines) for ip in self.public_ipv4s}
+        listing = self._prefix + "public-ipv4s"
+        return {
+            ip: self._read(f"ipv4-associations/{_checked_segment(ip, listing)}", _lines)
+            for ip in self.public_ipv4s
+        }
 
-    @cached_property
+    @_computed(_KEPT)
     def network_card_index(self) -> int | None:
         """The network card of the interface, or None when the service does not say.
 
@@ -1521,7 +1920,7 @@ class PublicKey(_Listed):
         super().__init__(index, parent)
         self.index = index
 
-    openssh_key = _optional_field("openssh-key", str)
+    openssh_key = _field("openssh-key", str, None, _KEPT)
 
 
 def _relative(path: str) -> str:
@@ -1530,7 +1929,24 @@ def _relative(path: str) -> str:
     return path[len("latest/") :] if path.startswith("latest/") else path
 
 
-class MetadataTree(Mapping[str, "MetadataTree | str"]):
+def _tree_entries(text: str) -> dict[str, str]:
+    """A listing as each key to its path (ending in ``/`` for a directory)."""
+    entries: dict[str, str] = {}
+    for line in _lines(text):
+        index, equals, name = line.partition("=")
+        if equals and index.isascii() and index.isdigit():
+            entries[name or index] = f"{index}/"
+            continue
+        name = _segment(line[:-1] if line.endswith("/") else line)
+        if line.endswith("/") or entries.get(name, "").endswith("/"):
+            # A name listed both as a leaf and as a directory is a directory.
+            entries[name] = name + "/"
+        else:
+            entries[name] = name
+    return entries
+
+
+class MetadataTree(_TreeMapping):
     """A read-only view of a metadata directory, ``meta-data/`` by default.
 
     Sub-directories are trees and leaves are strings; the listing and each value are
@@ -1542,21 +1958,14 @@ class MetadataTree(Mapping[str, "MetadataTree | str"]):
         self._client = client
         self._path = path.rstrip("/") + "/"
         self._children: dict[str, MetadataTree | str] = {}
+        self._listing: dict[str, str] | None = None
 
-    @cached_property
+    @property
     def _entries(self) -> dict[str, str]:
         """Each key to its path below this directory (ending in ``/`` for a directory)."""
-        entries: dict[str, str] = {}
-        for line in self._client._read(self._path, _lines):
-            index, equals, name = line.partition("=")
-            if equals and index.isdigit():
-                entries[name or index] = f"{index}/"
-            elif line.endswith("/") or entries.get(line, "").endswith("/"):
-                # A name listed both as a leaf and as a directory is a directory.
-                entries[line.rstrip("/")] = line.rstrip("/") + "/"
-            else:
-                entries[line] = line
-        return entries
+        if self._listing is None:
+            self._listing = self._client._read(self._path, _tree_entries)
+        return self._listing
 
     def __getitem__(self, key: str) -> MetadataTree | str:
         child = self._entries[key]
@@ -3117,7 +3526,7 @@ def _metadata_names(cls: type) -> list[str]:
         name
         for klass in cls.__mro__
         for name, value in vars(klass).items()
-        if isinstance(value, (cached_property, property)) and not name.startswith("_")
+        if isinstance(value, (_Field, property)) and not name.startswith("_")
     }
     return sorted(names - _NOT_METADATA)
 

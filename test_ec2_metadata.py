@@ -25,6 +25,7 @@ import select
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,9 +43,9 @@ from typing import (
     Any,
     Callable,
     ClassVar,
+    Dict,
     NamedTuple,
     NoReturn,
-    Protocol,
     TypeVar,
     Union,
     cast,
@@ -134,7 +135,7 @@ PKCS7: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["pkcs7"]
 RSA2048: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["rsa2048"]
 SIGNATURE: str = EXAMPLE_TREE["dynamic"]["instance-identity"]["signature"]
 
-Tree = dict[str, Union["Tree", str, bytes]]
+Tree = Dict[str, Union["Tree", str, bytes]]  # typing.Dict: dict[...] needs Python 3.9
 
 # A directory of the tree whose listing is not the plain one (``public-keys/``).
 Directory = ec2_metadata._FakeDirectory
@@ -180,10 +181,37 @@ def instance_tree(*, mock_quirks: bool = False) -> Tree:
     return cast(Tree, tree)
 
 
-class Clock(Protocol):
-    """What times the tokens of a RecordingIMDS: the time module or a FakeClock."""
+def ipv6_only_tree() -> Tree:
+    """An instance in an IPv6-only subnet: AWS documents that ``local-ipv4`` and an
+    interface's ``local-ipv4s`` answer 404 there.  It has no IPv4 address at all, public or
+    private, and its host names are resource names."""
+    tree = instance_tree()
+    meta = cast(Tree, tree["meta-data"])
+    resource_name = "i-0123456789abcdef0.eu-west-1.compute.internal"
+    for name in ("local-ipv4", "public-ipv4", "public-hostname"):
+        del meta[name]
+    meta["hostname"] = meta["local-hostname"] = resource_name
+    macs = cast(Tree, cast(Tree, cast(Tree, meta["network"])["interfaces"])["macs"])
+    for interface in macs.values():
+        assert isinstance(interface, dict)
+        for name in ("local-ipv4s", "public-ipv4s", "ipv4-associations", "public-hostname"):
+            interface.pop(name, None)
+        for name in ("ipv4-prefix", "subnet-ipv4-cidr-block"):
+            interface.pop(name, None)
+        interface["local-hostname"] = resource_name
+    return tree
 
-    def monotonic(self) -> float: ...
+
+if TYPE_CHECKING:
+    from typing import Protocol  # Python 3.8 and later
+
+    class Clock(Protocol):
+        """What times the tokens of a RecordingIMDS: the time module or a FakeClock."""
+
+        def monotonic(self) -> float: ...
+
+else:
+    Clock = object
 
 
 class Request(NamedTuple):
@@ -796,10 +824,8 @@ class GuardTests(unittest.TestCase):
     def test_a_refused_address_raises_before_any_packet(self) -> None:
         sock = socket.socket()
         self.addCleanup(sock.close)
-        with (
-            mock.patch.object(sys.modules[__name__], "_unguarded_connect") as real,
-            mock.patch(f"{__name__}._unguarded_connect_ex") as real_ex,
-        ):
+        patch_connect = mock.patch.object(sys.modules[__name__], "_unguarded_connect")
+        with patch_connect as real, mock.patch(f"{__name__}._unguarded_connect_ex") as real_ex:
             with self.assertRaises(NonLoopbackConnection):
                 sock.connect(("169.254.169.254", 80))  # expected: refused by the guard
             with self.assertRaises(NonLoopbackConnection):
@@ -1019,9 +1045,8 @@ class FakeMetadataServiceTests(LoopbackTestCase):
         with self.assertRaisesRegex(EC2MetadataConfigError, "'mac' is a value"):
             service.set("meta-data/mac/x", "y")
         for bad in ("", "meta-data//mac"):
-            with (
-                self.subTest(bad),
-                self.assertRaisesRegex(EC2MetadataConfigError, "not a metadata"),
+            with self.subTest(bad), self.assertRaisesRegex(
+                EC2MetadataConfigError, "not a metadata"
             ):
                 service.set(bad, "x")
 
@@ -1702,10 +1727,10 @@ class CachingTests(LoopbackTestCase):
 
     def test_tag_names_are_quoted_in_the_path(self) -> None:
         imds = self.serve()
-        imds.put("meta-data/tags/instance/team name%", "platform")
+        imds.put("meta-data/tags/instance/team name", "platform")
         tags = imds.client().tags
-        self.assertEqual(tags["team name%"], "platform")
-        self.assertEqual(imds.count("GET", "/latest/meta-data/tags/instance/team%20name%25"), 1)
+        self.assertEqual(tags["team name"], "platform")
+        self.assertEqual(imds.count("GET", "/latest/meta-data/tags/instance/team%20name"), 1)
 
 
 # The uncached attributes, and the path each reads every time.
@@ -1813,10 +1838,8 @@ class TokenTests(LoopbackTestCase):
         imds = self.serve()
         imds.inject("GET", "/latest/meta-data/instance-id", Reply(500), Reply(503))
         clock = FakeClock()
-        with (
-            mock.patch.object(ec2_metadata, "time", clock),
-            self.assertLogs("ec2_metadata", "DEBUG") as logs,
-        ):
+        fake_time = mock.patch.object(ec2_metadata, "time", clock)
+        with fake_time, self.assertLogs("ec2_metadata", "DEBUG") as logs:
             self.assertEqual(imds.client().instance_id, "i-0123456789abcdef0")
         self.assertEqual(len(clock.slept), 2)
         self.assertTrue(0.05 <= clock.slept[0] <= 0.1, clock.slept)
@@ -1945,10 +1968,8 @@ class ConfigurationTests(LoopbackTestCase):
             ("AWS_EC2_METADATA_DISABLED", "yes"),
         ]
         for variable, value in cases:
-            with (
-                self.subTest(variable=variable, value=value),
-                mock.patch.dict(os.environ, {variable: value}),
-            ):
+            fake_time = self.subTest(variable=variable, value=value)
+            with fake_time, mock.patch.dict(os.environ, {variable: value}):
                 client = EC2Metadata()
                 with self.assertRaises(EC2MetadataConfigError) as caught:
                     client.instance_id
@@ -2041,7 +2062,8 @@ class ConfigurationTests(LoopbackTestCase):
             f"http://127.0.0.1:{port}\udcff": "not ASCII",
             f"http://h\u00f6st:{port}": "not ASCII",
             f"http://a b:{port}": "not a host name or an IP address",
-            f"http://127.0.0.1:{port}x": "Port",
+            f"http://127.0.0.1:{port}x": "its port is not a number",
+            f"http://[::1:{port}": "Invalid IPv6 URL",
         }
         for endpoint, problem in cases.items():
             with self.subTest(endpoint):
@@ -2535,33 +2557,6 @@ class ErrorTests(LoopbackTestCase):
             self.assertEqual(str(copy), "m")
 
 
-class AnswerReaderTests(unittest.TestCase):
-    """The byte budget and deadline on the lines of every answer."""
-
-    def reader(self, data: bytes, budget: int, seconds: float = 60) -> Any:
-        return ec2_metadata._AnswerReader(io.BufferedReader(io.BytesIO(data)), budget, seconds)
-
-    def test_lines_within_the_budget_and_the_rest_from_the_file(self) -> None:
-        reader = self.reader(b"status\r\nheader\r\nbody-bytes", budget=16)
-        self.assertEqual(reader.readline(), b"status\r\n")
-        self.assertEqual(reader.readline(), b"header\r\n")
-        self.assertEqual(reader.read(4), b"body")  # the body: bounded by the size asked for
-        self.assertEqual(reader.read(), b"-bytes")
-
-    def test_lines_past_the_budget_stop(self) -> None:
-        reader = self.reader(b"0123456789\r\n" * 3, budget=30)
-        reader.readline()
-        reader.readline()
-        with self.assertRaises(ec2_metadata._AnswerTooLong):
-            reader.readline()
-
-    def test_a_line_past_the_deadline_times_out(self) -> None:
-        reader = self.reader(b"line\n" * 3, budget=100, seconds=-1)
-        with self.assertRaises(OSError) as caught:
-            reader.readline()
-        self.assertEqual(str(caught.exception), "timed out")
-
-
 class TransportTests(LoopbackTestCase):
     def test_close_and_the_context_manager_close_the_connection(self) -> None:
         imds = self.serve()
@@ -2668,7 +2663,7 @@ class TransportTests(LoopbackTestCase):
         client = imds.client(attempts=2)
         with self.assertRaises(EC2MetadataConnectionError) as caught:
             client.instance_id
-        self.assertIn("IncompleteRead", str(caught.exception))
+        self.assertIn("closed before the answer ended", str(caught.exception))
         self.assertEqual(imds.count("GET", "/latest/meta-data/instance-id"), 2)
         self.assertEqual(client.instance_id, "i-0123456789abcdef0")
 
@@ -2744,10 +2739,8 @@ class RetryTests(LoopbackTestCase):
                 imds = self.serve()
                 imds.inject("GET", MAC_PATH, Reply(status, b"no"))
                 clock = FakeClock()
-                with (
-                    mock.patch.object(ec2_metadata, "time", clock),
-                    self.assertRaises(EC2MetadataHTTPError) as caught,
-                ):
+                fake_time = mock.patch.object(ec2_metadata, "time", clock)
+                with fake_time, self.assertRaises(EC2MetadataHTTPError) as caught:
                     imds.client(attempts=5).mac
                 self.assertEqual(caught.exception.status, status)
                 self.assertEqual(type(caught.exception) is EC2MetadataNotFoundError, status == 404)
@@ -2760,10 +2753,8 @@ class RetryTests(LoopbackTestCase):
         self.assertEqual(client.instance_id, INSTANCE_ID)
         imds.inject("GET", MAC_PATH, Reply(401), Reply(401))
         clock = FakeClock()
-        with (
-            mock.patch.object(ec2_metadata, "time", clock),
-            self.assertRaises(EC2MetadataHTTPError) as caught,
-        ):
+        fake_time = mock.patch.object(ec2_metadata, "time", clock)
+        with fake_time, self.assertRaises(EC2MetadataHTTPError) as caught:
             client.mac
         self.assertEqual(caught.exception.status, 401)
         self.assertEqual((imds.count("PUT"), imds.count("GET", MAC_PATH)), (2, 2))
@@ -2800,7 +2791,7 @@ class BrokenConnectionTests(LoopbackTestCase):
         with self.assertRaises(EC2MetadataConnectionError) as caught:
             imds.client(attempts=1).mac
         self.assertEqual(caught.exception.path, "api/token")
-        self.assertIn("the connection failed while waiting for the answer", str(caught.exception))
+        self.assertIn("failed after the connection was made", str(caught.exception))
         self.assertEqual((imds.count("PUT"), imds.connections), (1, 1))
 
     def test_an_answer_cut_short_is_retried_on_a_fresh_connection(self) -> None:
@@ -2916,10 +2907,8 @@ class UnresponsiveServiceTests(LoopbackTestCase):
         ):
             clock = FakeClock()
             started_at = time.monotonic()
-            with (
-                mock.patch.object(ec2_metadata, "time", clock),
-                self.assertRaises(EC2MetadataConnectionError) as caught,
-            ):
+            fake_time = mock.patch.object(ec2_metadata, "time", clock)
+            with fake_time, self.assertRaises(EC2MetadataConnectionError) as caught:
                 client.instance_id
             self.assertLess(time.monotonic() - started_at, 0.5)
             self.assertIn("connection refused", str(caught.exception))
@@ -3321,10 +3310,8 @@ class SecretTests(LoopbackTestCase):
             ("a redirect", Reply(307, secret_json, (("Location", "http://127.0.0.1:9/x"),))),
         ]
         errors: list[BaseException] = []
-        with (
-            self.assertLogs(level="DEBUG") as logs,
-            mock.patch.object(ec2_metadata, "time", FakeClock()),
-        ):
+        fake_time = mock.patch.object(ec2_metadata, "time", FakeClock())
+        with self.assertLogs(level="DEBUG") as logs, fake_time:
             self.assertEqual(client.iam_security_credentials, CREDENTIALS)
             for _, fault in failures:
                 vars(client).pop("iam_security_credentials", None)
@@ -4033,8 +4020,8 @@ class CommandLineInterruptionTests(CommandLineTestCase):
             status = ec2_metadata.main(list(argv))
         return status, stderr.getvalue()
 
-    def test_ctrl_c_inside_http_client_exits_130_silently(self) -> None:
-        with mock.patch("http.client.HTTPConnection.putrequest", side_effect=KeyboardInterrupt):
+    def test_ctrl_c_inside_a_request_exits_130_silently(self) -> None:
+        with mock.patch.object(ec2_metadata._Connection, "exchange", side_effect=KeyboardInterrupt):
             self.assertEqual(self.imds("get", "region"), (130, b"", ""))
 
     def test_ctrl_c_to_a_real_process_exits_130_without_a_traceback(self) -> None:
@@ -4870,6 +4857,553 @@ class EntryPointTests(LoopbackTestCase):
                 self.assertEqual(result.returncode, 0, result.stderr)
                 self.assertIn("usage: imds", result.stdout)
                 self.assertIn("instance_identity_document", result.stdout)
+
+
+# Issue 8: bounded time, interruptions, forks, lifetimes, IPv6-only, errors, desynchronisation
+
+
+def drip(head: bytes, rest: bytes, interval: float = 0.25) -> Fault:
+    """Write ``head`` at once, then ``rest`` one byte every ``interval`` seconds, then close
+    (or stop as soon as the client hangs up)."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.close_connection = True
+        with contextlib.suppress(OSError):
+            handler.wfile.write(head)
+            for byte in rest:
+                time.sleep(interval)
+                handler.wfile.write(bytes([byte]))
+
+    return answer
+
+
+def kept_open(data: bytes) -> Fault:
+    """Write ``data`` as the answer and keep the connection open for the next request."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(data)
+
+    return answer
+
+
+def ok_answer(body: bytes, *headers: bytes) -> bytes:
+    return b"\r\n".join(
+        [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(body), *headers, b"", body]
+    )
+
+
+class DeadlineTests(LoopbackTestCase):
+    """`timeout` is the deadline of a whole attempt, whatever the server drips."""
+
+    def assert_bounded(self, imds: FakeIMDS, bound: float) -> EC2MetadataConnectionError:
+        client = imds.client(timeout=1, attempts=1)
+        started = time.monotonic()
+        with self.assertRaises(EC2MetadataConnectionError) as caught:
+            client.instance_id
+        # One attempt of one second; before the deadline covered the whole answer, each of
+        # these took ten seconds and returned the value.
+        self.assertLess(time.monotonic() - started, bound)
+        self.assertIn("timed out", str(caught.exception))
+        self.assertIn("slow or is throttling", str(caught.exception))
+        self.assertNotIn("may not be running on EC2", str(caught.exception))
+        return caught.exception
+
+    def test_a_dripped_body(self) -> None:
+        imds = self.serve()
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
+        imds.inject("GET", "/latest/meta-data/instance-id", drip(head, b"i" * 40))
+        self.assert_bounded(imds, 2.0)
+
+    def test_dripped_headers(self) -> None:
+        imds = self.serve()
+        header = b"X-Slow: " + b"s" * 40 + b"\r\n"
+        imds.inject("GET", "/latest/meta-data/instance-id", drip(b"HTTP/1.1 200 OK\r\n", header))
+        self.assert_bounded(imds, 2.0)
+
+    def test_a_dripped_token_answer(self) -> None:
+        imds = self.serve()
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
+        imds.inject("PUT", TOKEN_PATH, drip(head, b"t" * 40))
+        error = self.assert_bounded(imds, 2.0)
+        self.assertEqual(error.path, "api/token")
+
+    def test_the_token_and_the_read_share_the_deadline_of_an_attempt(self) -> None:
+        imds = self.serve()
+        imds.inject("PUT", TOKEN_PATH, drip(b"", ok_answer(b"token-" * 4)[:-4], 0.05))
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\n"
+        imds.inject("GET", "/latest/meta-data/instance-id", drip(head, b"i-01234567", 0.05))
+        imds.inject("GET", "/latest/meta-data/instance-id", drip(head, b"i-01234567", 0.05))
+        client = imds.client(timeout=1, attempts=2)
+        started = time.monotonic()
+        with self.assertRaises(EC2MetadataConnectionError):
+            client.instance_id  # a token answer of 2.5 s, then reads of 0.5 s and more
+        # attempts x timeout + one pause of at most 0.2 s, with slack for a loaded machine.
+        self.assertLess(time.monotonic() - started, 2 * 1 + 0.2 + 0.6)
+
+    def test_a_401_renewal_adds_at_most_one_timeout(self) -> None:
+        imds = self.serve()
+        client = imds.client(timeout=0.5, attempts=1)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+        imds.inject("GET", "/latest/meta-data/instance-id", Reply(401), never_answer)
+        started = time.monotonic()
+        with self.assertRaises(EC2MetadataConnectionError):
+            client.instance_id  # 401, a new token, then a read that is never answered
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 0.5)
+        self.assertLess(elapsed, (1 + 1) * 0.5 + 0.5)  # attempts x timeout + one renewal
+        self.assertEqual(imds.count("PUT"), 2)
+
+
+class InterruptionTests(LoopbackTestCase):
+    """An exception raised inside a request (a signal handler's) leaves the client clean."""
+
+    def interrupt_a_read(self, exception: type[BaseException]) -> tuple[FakeIMDS, EC2Metadata]:
+        if not hasattr(signal, "setitimer"):  # pragma: no cover - Windows
+            self.skipTest("no interval timer on this platform")
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.mac, PRIMARY_MAC)  # a kept-alive connection and a token
+
+        def late(handler: http.server.BaseHTTPRequestHandler) -> None:
+            time.sleep(0.3)  # the answer comes after the interruption, on the same connection
+            with contextlib.suppress(OSError):
+                handler.wfile.write(ok_answer(INSTANCE_ID.encode()))
+
+        def handler(signum: int, frame: object) -> None:
+            raise exception("interrupted")
+
+        imds.inject("GET", "/latest/meta-data/instance-id", late)
+        previous = signal.signal(signal.SIGALRM, handler)
+        self.addCleanup(signal.signal, signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with self.assertRaises(exception):
+            client.instance_id
+        return imds, client
+
+    def assert_clean(self, imds: FakeIMDS, client: EC2Metadata) -> None:
+        self.assertFalse(client._transport._lock.locked())
+        self.assertIsNone(client._transport._connection)
+        time.sleep(0.4)  # the late answer is now there, on the old connection
+        client_attempts_used = imds.count("GET", "/latest/meta-data/ami-id")
+        self.assertEqual(client.ami_id, AMI_ID)  # not the instance ID left on the connection
+        self.assertEqual(imds.count("GET", "/latest/meta-data/ami-id"), client_attempts_used + 1)
+        self.assertEqual(client.instance_id, INSTANCE_ID)
+        self.assertEqual(imds.connections, 2)
+
+    def test_keyboard_interrupt(self) -> None:
+        self.assert_clean(*self.interrupt_a_read(KeyboardInterrupt))
+
+    def test_an_exception_from_a_signal_handler(self) -> None:
+        class Interrupted(Exception):
+            pass
+
+        self.assert_clean(*self.interrupt_a_read(Interrupted))
+
+
+class ForkDuringFetchTests(LoopbackTestCase):
+    """No lock is held across a fetch: a child forked meanwhile reads, clients never queue."""
+
+    def test_a_child_forked_while_a_thread_fetches_reads_at_once(self) -> None:
+        if not hasattr(os, "fork"):  # pragma: no cover - Windows
+            self.skipTest("no fork on this platform")
+        imds = self.serve()
+        imds.inject("GET", "/latest/dynamic/instance-identity/document", slow_answer(1.5))
+        busy = imds.client()
+        fetching = threading.Thread(target=lambda: busy.region)
+        fetching.start()
+        self.addCleanup(fetching.join)
+        time.sleep(0.3)  # the thread is inside the fetch of region
+        with warnings.catch_warnings():
+            # The fake's server threads live on in the parent only; the child uses none.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            os._exit(0 if imds.client().region == "eu-west-1" else 1)
+        # On Python 3.9 to 3.11, functools.cached_property's lock was held in the child for
+        # ever: the child hung.  A bounded wait, so that a failure does not hang the suite.
+        deadline = time.monotonic() + 10
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.02)
+            done, status = os.waitpid(pid, os.WNOHANG)
+        if not done:  # pragma: no cover - the failure this test is for
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self.fail("the forked child hung reading region")
+        self.assertEqual(status, 0)
+
+    def test_clients_do_not_wait_on_each_other(self) -> None:
+        slow, quick = self.serve(), self.serve()
+        slow.inject("GET", "/latest/dynamic/instance-identity/document", slow_answer(1.0))
+        fetching = threading.Thread(target=lambda: slow.client().region)
+        fetching.start()
+        self.addCleanup(fetching.join)
+        time.sleep(0.2)
+        started = time.monotonic()
+        self.assertEqual(quick.client().region, "eu-west-1")
+        self.assertLess(time.monotonic() - started, 0.7)
+
+
+def slow_answer(seconds: float) -> Fault:
+    """The normal answer, after ``seconds``."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(seconds)
+        assert isinstance(handler, _FakeHandler)
+        handler.server.fake._serve_path(handler)
+
+    return answer
+
+
+def credentials_expiring_in(seconds: float, key: str) -> str:
+    expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+    return json.dumps(dict(CREDENTIALS, AccessKeyId=key, Expiration=expiration))
+
+
+ROLE_PATH = f"meta-data/iam/security-credentials/{ROLE_NAME}"
+
+
+class LifetimeTests(LoopbackTestCase):
+    """Each field is kept, never kept, or kept until a time its value names."""
+
+    def test_credentials_are_kept_until_five_minutes_before_they_expire(self) -> None:
+        imds = self.serve()
+        imds.put(ROLE_PATH, credentials_expiring_in(3600, "ASIAFIRST"))
+        client = imds.client()
+        self.assertEqual(client.iam_security_credentials["AccessKeyId"], "ASIAFIRST")  # type: ignore[index]
+        imds.put(ROLE_PATH, credentials_expiring_in(4 * 60, "ASIASECOND"))
+        self.assertEqual(client.iam_security_credentials["AccessKeyId"], "ASIAFIRST")  # type: ignore[index]
+        self.assertEqual(imds.count("GET", f"/latest/{ROLE_PATH}"), 1)
+        del client.iam_security_credentials
+        # Within five minutes of their Expiration: fetched again on each access.
+        self.assertEqual(client.iam_security_credentials["AccessKeyId"], "ASIASECOND")  # type: ignore[index]
+        imds.put(ROLE_PATH, credentials_expiring_in(6 * 3600, "ASIATHIRD"))
+        self.assertEqual(client.iam_security_credentials["AccessKeyId"], "ASIATHIRD")  # type: ignore[index]
+        self.assertEqual(client.iam_security_credentials["AccessKeyId"], "ASIATHIRD")  # type: ignore[index]
+        self.assertEqual(imds.count("GET", f"/latest/{ROLE_PATH}"), 3)
+
+    def test_no_role_is_kept(self) -> None:
+        imds = self.serve()
+        imds.put("meta-data/iam/security-credentials", {})
+        client = imds.client()
+        self.assertIsNone(client.iam_security_credentials)
+        self.assertIsNone(client.iam_security_credentials)
+        self.assertEqual(imds.count("GET"), 1)
+
+    def test_the_profile_fields_follow_iam_info(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.instance_profile_name, "web-stack-WebProfile-O8XJ5GQZ2K1A")
+        other = "arn:aws:iam::123456789012:instance-profile/other-profile"
+        imds.put("meta-data/iam/info", json.dumps(dict(IAM_INFO, InstanceProfileArn=other)))
+        self.assertEqual(client.instance_profile_arn, PROFILE_ARN)  # iam_info is kept
+        del client.iam_info
+        self.assertEqual(client.instance_profile_arn, other)
+        self.assertEqual(client.instance_profile_name, "other-profile")
+        imds.remove("meta-data/iam/info")
+        del client.iam_info
+        self.assertIsNone(client.instance_profile_id)
+        self.assertIsNone(client.instance_profile_name)
+
+    def test_region_and_account_follow_the_identity_document(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.region, "eu-west-1")
+        document = dict(IDENTITY_DOCUMENT, region="us-east-2", accountId="210987654321")
+        imds.put("dynamic/instance-identity/document", json.dumps(document))
+        del client.instance_identity_document
+        self.assertEqual((client.region, client.account_id), ("us-east-2", "210987654321"))
+
+    def test_values_live_in_the_instance_dict(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(vars(client)["instance_type"], "t3.micro")
+        client.instance_type = "set by hand"
+        self.assertEqual(client.instance_type, "set by hand")
+        with self.assertRaises(AttributeError):
+            del client.ami_id  # never read
+        with self.assertRaises(AttributeError):
+            client.instance_action = "reboot"
+        self.assertNotIn("instance_action", vars(client))
+        self.assertIn("meta-data/ami-id", type(client).__dict__["ami_id"].__doc__)
+        self.assertIsInstance(EC2Metadata.ami_id, ec2_metadata._Field)
+
+    def test_the_readme_lists_exactly_the_uncached_attributes(self) -> None:
+        readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+        with open(readme, encoding="utf-8") as file:
+            rows = [line for line in file if line.startswith("| `")]
+        documented = {row.split("`")[1] for row in rows if "uncached" in row}
+        declared = {
+            name
+            for name, value in vars(EC2Metadata).items()
+            if isinstance(value, ec2_metadata._Field) and value.lifetime == "not kept"
+        }
+        self.assertEqual(documented, declared)
+        self.assertEqual(declared, set(ATTRIBUTE_PATHS))
+        for name in ec2_metadata._metadata_names(NetworkInterface):
+            self.assertNotEqual(getattr(NetworkInterface, name, None), "not kept")
+
+
+class IPv6OnlyTests(LoopbackTestCase):
+    def test_no_ipv4_addresses(self) -> None:
+        client = self.serve(ipv6_only_tree()).client()
+        self.assertIsNone(client.private_ipv4)
+        self.assertIsNone(client.public_ipv4)
+        interface = client.network_interfaces[PRIMARY_MAC]
+        self.assertEqual(interface.private_ipv4s, [])
+        self.assertEqual(interface.public_ipv4s, [])
+        self.assertEqual(interface.ipv6s, ["2a05:d018:1234:5600::10", "2a05:d018:1234:5600::11"])
+
+    def test_the_full_dump_has_no_errors(self) -> None:
+        imds = self.serve(ipv6_only_tree())
+        os.environ[ENDPOINT_VARIABLE] = imds.url
+        stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+        with mock.patch.object(sys, "stdout", stdout):
+            status = ec2_metadata.main([])
+            stdout.flush()
+        document = json.loads(stdout.buffer.getvalue())
+        self.assertEqual(status, 0)
+        self.assertNotIn("errors", document)
+        self.assertIsNone(document["private_ipv4"])
+
+
+def error_of(read: Callable[[], object]) -> EC2MetadataError:
+    try:
+        read()
+    except EC2MetadataError as error:
+        return error
+    raise AssertionError("no error")  # pragma: no cover
+
+
+def frame_locals(error: BaseException | None) -> Iterator[tuple[str, str]]:
+    """Each (name, repr) of a local variable in every frame of ``error``'s traceback, and
+    of its __cause__ and __context__, as error reporters record them."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback_ = error.__traceback__
+        while traceback_ is not None:
+            for name, value in traceback_.tb_frame.f_locals.items():
+                yield f"{traceback_.tb_frame.f_code.co_name}.{name}", repr(value)
+            traceback_ = traceback_.tb_next
+        if error.__cause__ is not None:
+            yield from frame_locals(error.__cause__)
+        error = error.__context__
+
+
+class ErrorMeaningTests(LoopbackTestCase):
+    def test_a_token_request_refused_as_invalid(self) -> None:
+        imds = self.serve()
+        imds.inject("PUT", TOKEN_PATH, Reply(400, b"Bad Request"))
+        error = error_of(lambda: imds.client().mac)
+        self.assertIn("refused the token request as invalid", str(error))
+        self.assertNotIn("does not offer IMDSv2", str(error))
+
+    def test_a_get_forbidden(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", MAC_PATH, Reply(403, b"Forbidden"))
+        error = error_of(lambda: imds.client().mac)
+        self.assertIsInstance(error, EC2MetadataHTTPError)
+        self.assertIn("this path is not allowed", str(error))
+        self.assertIn("turned off for this instance", str(error))
+
+    def test_a_reset_after_connecting_asks_to_back_off(self) -> None:
+        imds = self.serve()
+        imds.inject("PUT", TOKEN_PATH, drop_connection)  # on a fresh connection
+        error = error_of(lambda: imds.client(attempts=1).mac)
+        self.assertIn("failed after the connection was made", str(error))
+        self.assertIn("AWS asks clients to back off", str(error))
+        self.assertNotIn("may not be running on EC2", str(error))
+
+    def test_credentials_that_are_an_error_document(self) -> None:
+        imds = self.serve()
+        message = "EC2 cannot assume the role web-stack-WebRole-1TQ0ZJ3X6N4QF."
+        document = {"Code": "AssumeRoleUnauthorizedAccess", "Message": message}
+        imds.put(ROLE_PATH, json.dumps(dict(document, LastUpdated="2026-11-27T02:10:41Z")))
+        error = error_of(lambda: imds.client().iam_security_credentials)
+        self.assertIsInstance(error, EC2MetadataMalformedError)
+        self.assertIn("'AssumeRoleUnauthorizedAccess'", str(error))
+        self.assertIn(message, str(error))
+        self.assertIn("is an error document", str(error))
+
+    def test_the_token_is_in_no_local_of_any_frame_of_an_error(self) -> None:
+        cases: dict[str, tuple[str, str, Fault, dict[str, Any]]] = {
+            "403": ("GET", MAC_PATH, Reply(403), {}),
+            "timeout": ("GET", MAC_PATH, never_answer, {"timeout": 0.2}),
+            "reset": ("GET", MAC_PATH, drop_connection, {"attempts": 1}),
+            "cut": ("GET", MAC_PATH, cut_answer(b"x" * 50, 80, chunked=True), {"attempts": 1}),
+            "malformed": ("GET", "/latest/meta-data/ami-launch-index", Reply(200, b"x"), {}),
+            "401 twice": ("GET", MAC_PATH, Reply(401), {}),
+            "token cut": ("PUT", TOKEN_PATH, cut_answer(b"t" * 56, 120, chunked=True), {}),
+        }
+        for name, (method, path, fault, options) in cases.items():
+            with self.subTest(name):
+                imds = self.serve()
+                client = imds.client(**options)
+                self.assertEqual(client.instance_id, INSTANCE_ID)  # a token in hand
+                imds.inject(method, path, *[fault] * 3)
+                if method == "PUT":
+                    client._transport._token.forget()
+                attribute = "ami_launch_index" if "launch" in path else "mac"
+                error = error_of(lambda: getattr(client, attribute))  # noqa: B023
+                tokens = [*imds.tokens, "t" * 56]
+                checked = 0
+                for where, shown in frame_locals(error):
+                    checked += 1
+                    for token in tokens:
+                        self.assertNotIn(token, shown, where)
+                self.assertGreater(checked, 10)
+
+
+class DesynchronisationTests(LoopbackTestCase):
+    """A value is the whole answer to its own request, or an EC2MetadataError."""
+
+    def test_an_interim_answer_closes_the_connection(self) -> None:
+        imds = self.serve()
+        early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        imds.inject("GET", "/latest/meta-data/instance-id", kept_open(early + ok_answer(b"i-x")))
+        client = imds.client(attempts=1)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+        error = error_of(lambda: client.instance_id)
+        self.assertIsInstance(error, EC2MetadataMalformedError)
+        self.assertIn("an interim answer 103", str(error))
+        self.assertEqual(client.instance_type, "t3.micro")  # never the answer left behind
+        self.assertEqual(client.ami_id, AMI_ID)
+        self.assertEqual(client.instance_id, INSTANCE_ID)
+
+    def test_100_continue_is_skipped(self) -> None:
+        imds = self.serve()
+        answer = b"HTTP/1.1 100 Continue\r\n\r\n" + ok_answer(INSTANCE_ID.encode())
+        imds.inject("GET", "/latest/meta-data/instance-id", kept_open(answer))
+        client = imds.client(attempts=1)
+        self.assertEqual(client.instance_id, INSTANCE_ID)
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(imds.connections, 1)
+
+    def test_bytes_beyond_the_end_close_the_connection(self) -> None:
+        imds = self.serve()
+        stray = ok_answer(b"m9.stray")
+        imds.inject("GET", MAC_PATH, kept_open(ok_answer(PRIMARY_MAC.encode()) + stray))
+        client = imds.client(attempts=1)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(imds.connections, 2)
+
+    def test_bytes_arriving_after_the_answer_close_the_connection(self) -> None:
+        imds = self.serve()
+
+        def late_stray(handler: http.server.BaseHTTPRequestHandler) -> None:
+            handler.wfile.write(ok_answer(PRIMARY_MAC.encode()))
+            handler.wfile.flush()
+            time.sleep(0.1)
+            handler.wfile.write(ok_answer(b"m9.stray"))
+
+        imds.inject("GET", MAC_PATH, late_stray)
+        client = imds.client(attempts=1)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+        time.sleep(0.3)
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(imds.connections, 2)
+
+    def test_a_kept_alive_connection_reset_between_reads_is_replaced(self) -> None:
+        imds = self.serve()
+
+        def answer_then_reset(handler: http.server.BaseHTTPRequestHandler) -> None:
+            handler.wfile.write(ok_answer(PRIMARY_MAC.encode()))
+            handler.wfile.flush()
+            linger = struct.pack("ii", 1, 0)  # close with a reset, not a FIN
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            handler.connection.close()
+            handler.close_connection = True
+
+        imds.inject("GET", MAC_PATH, answer_then_reset)
+        client = imds.client(attempts=1)
+        self.assertEqual(client.mac, PRIMARY_MAC)
+        time.sleep(0.1)
+        self.assertEqual(client.instance_type, "t3.micro")
+        self.assertEqual(imds.connections, 2)
+        self.assertEqual(imds.count("GET", "/latest/meta-data/instance-type"), 1)
+
+    def test_answers_that_cannot_be_accounted_for(self) -> None:
+        body = INSTANCE_ID.encode()
+        cases = {
+            "two lengths": ok_answer(body, b"Content-Length: 5"),
+            "a length that is no number": ok_answer(body).replace(b"Length: 19", b"Length: +19"),
+            "gzip": ok_answer(body, b"Transfer-Encoding: gzip"),
+            "a folded header": ok_answer(body, b" folded"),
+            "not HTTP": b"ICY 200 OK\r\n\r\n" + body,
+            "a chunk size that is no number": b"HTTP/1.1 200 OK\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0x13\r\n" + body + b"\r\n0\r\n\r\n",
+            "a chunk longer than its size": b"HTTP/1.1 200 OK\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\n" + body + b"\r\n0\r\n\r\n",
+        }
+        for name, answer in cases.items():
+            with self.subTest(name):
+                imds = self.serve()
+                imds.inject("GET", "/latest/meta-data/instance-id", kept_open(answer))
+                client = imds.client(attempts=1)
+                error = error_of(lambda: client.instance_id)  # noqa: B023
+                self.assertIsInstance(error, EC2MetadataMalformedError)
+                self.assertIn("the connection was closed", str(error))
+                self.assertEqual(client.instance_type, "t3.micro")
+                self.assertEqual(imds.connections, 2)
+
+    def test_an_empty_answer_ended_by_closing_is_cut(self) -> None:
+        imds = self.serve()
+        imds.inject("GET", MAC_PATH, raw_answer(b"HTTP/1.1 200 OK\r\n\r\n"))
+        error = error_of(lambda: imds.client(attempts=1).mac)
+        self.assertIn("closed before the answer's body", str(error))
+
+    def test_listing_entries_that_are_not_one_path_segment(self) -> None:
+        for entry in ("..", ".", "a/b", "a?b", "a#b", "a%2Fb", "a\x01b", "a\x7fb"):
+            for where, attribute in [
+                ("meta-data/tags/instance", "tags"),
+                ("meta-data/network/interfaces/macs", "network_interfaces"),
+                ("meta-data/iam/security-credentials", "iam_security_credentials"),
+                ("meta-data/block-device-mapping", "block_device_mapping"),
+            ]:
+                with self.subTest(entry=entry, where=where):
+                    imds = self.serve()
+                    imds.put(where, Directory({}, f"first\n{entry}\n"))
+                    client = imds.client()
+                    error = error_of(lambda: getattr(client, attribute))  # noqa: B023
+                    self.assertIsInstance(error, EC2MetadataMalformedError)
+                    self.assertIn("cannot be a path segment", str(error))
+                    self.assertEqual(imds.count("GET"), 1)  # the listing, and nothing else
+
+    def test_tree_entries_that_are_not_one_path_segment(self) -> None:
+        imds = self.serve()
+        imds.put("meta-data/placement", Directory({}, "availability-zone\n../instance-id\n"))
+        error = error_of(lambda: cast(MetadataTree, imds.client().tree["placement"])["zone"])
+        self.assertIsInstance(error, EC2MetadataMalformedError)
+        self.assertEqual(error.path, "meta-data/placement/")  # type: ignore[attr-defined]
+
+    def test_public_key_indexes_and_association_addresses(self) -> None:
+        imds = self.serve()
+        imds.put("meta-data/public-keys", Directory({}, "1_0=web-key"))
+        error = error_of(lambda: imds.client().public_keys)
+        self.assertIn("must be a number", str(error))
+        primary = f"meta-data/network/interfaces/macs/{PRIMARY_MAC}"
+        imds.put(f"{primary}/public-ipv4s", "54.78.12.34/../..")
+        error = error_of(lambda: imds.client().network_interfaces[PRIMARY_MAC].ipv4_associations)
+        self.assertEqual(error.path, f"{primary}/public-ipv4s")  # type: ignore[attr-defined]
+
+    def test_a_path_that_cannot_be_encoded(self) -> None:
+        imds = self.serve()
+        client = imds.client()
+        for path in ("meta-data/\udcff", "meta-data/\ud800x"):
+            with self.subTest(path=path):
+                error = error_of(lambda: client.fetch(path))  # noqa: B023
+                self.assertIsInstance(error, EC2MetadataConfigError)
+                self.assertIn("cannot be sent", str(error))
+        self.assertEqual(imds.count(), 0)
+
+    def test_a_host_that_cannot_be_encoded(self) -> None:
+        client = EC2Metadata(endpoint="http://" + "a" * 64 + ".example:1338")
+        error = error_of(lambda: client.mac)
+        self.assertIsInstance(error, EC2MetadataConfigError)
+        self.assertIn("cannot be sent", str(error))
 
 
 if __name__ == "__main__":  # pragma: no cover - run as a script
