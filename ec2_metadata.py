@@ -1601,14 +1601,14 @@ def _end_hook(process: subprocess.Popen[bytes]) -> None:
     import signal
     from subprocess import TimeoutExpired
 
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
-            os.killpg(process.pid, signum)
-        try:
-            process.wait(_HOOK_GRACE)
-            return
-        except TimeoutExpired:  # pragma: no cover - a hook that ignores SIGTERM
-            continue
+    with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(_HOOK_GRACE)
+    except TimeoutExpired:  # pragma: no cover - a hook that ignores SIGTERM
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _say(message: str) -> None:
@@ -1761,8 +1761,10 @@ def _watch_command(args: argparse.Namespace, client: EC2Metadata) -> int:
         signum: signal.signal(signum, signals.handle) for signum in (signal.SIGTERM, signal.SIGINT)
     }
     reported = False
+    events = watch(args.interval, kinds=args.kinds, client=client)
     try:
-        for event in watch(args.interval, kinds=args.kinds, client=client):
+        while True:  # the watch never ends by itself
+            event = next(events)
             signals.deferring = True
             sys.stdout.write(json.dumps(event.to_dict()) + "\n")
             sys.stdout.flush()
@@ -1784,7 +1786,6 @@ def _watch_command(args: argparse.Namespace, client: EC2Metadata) -> int:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         log.removeHandler(to_stderr)
-    raise AssertionError("unreachable: the watch never ends by itself")  # pragma: no cover
 
 
 # Command line: imds, python -m ec2_metadata, python ec2_metadata.py -------------------
