@@ -1396,7 +1396,9 @@ class EventWatcher:
     between them.  Notices already there at the first poll are reported by it.
     """
 
-    def __init__(self, client: EC2Metadata | None = None, kinds: Iterable[str] | None = None):
+    def __init__(
+        self, client: EC2Metadata | None = None, kinds: Iterable[str] | None = None
+    ) -> None:
         chosen = EVENT_KINDS if kinds is None else tuple(kinds)
         unknown = sorted(set(chosen) - set(EVENT_KINDS))
         if unknown:
@@ -1408,6 +1410,7 @@ class EventWatcher:
         self.kinds = tuple(kind for kind in EVENT_KINDS if kind in chosen)
         self.errors: list[EC2MetadataError] = []
         """The errors of the last poll, one per notice it could not read ([] when none)."""
+        self._answered = 0  # reads of the last poll that the service answered
         self._reported: set[str] = set()
         self._state: str | None = None  # the last Auto Scaling target state read
 
@@ -1422,10 +1425,12 @@ class EventWatcher:
 
         now = datetime.now(timezone.utc)
         self.errors = []
+        self._answered = 0
         events: list[Event] = []
         for kind in self.kinds:
             try:
                 events.extend(self._read(kind, now))
+                self._answered += 1
             except (EC2MetadataConfigError, EC2MetadataDisabledError):
                 raise
             except EC2MetadataError as error:
@@ -1496,8 +1501,9 @@ def watch(
     `ec2_metadata` unless given.  It polls until ``stop`` is set, or for ever: leave the
     loop to end it.  Errors of the service (5xx, throttling, timeouts, 401, a service that
     restarts or refuses connections) never end it: the first is logged as a warning on
-    the ``ec2_metadata`` logger, polls back off up to 30 s (or ``8 * interval`` if less),
-    and the recovery is logged.  Settings errors are raised.
+    the ``ec2_metadata`` logger, and the recovery too.  While no read of a poll succeeds,
+    polls back off, up to 30 s apart (or ``8 * interval`` if less); while some do, the
+    others keep the interval.  Settings errors are raised.
     """
     import logging
     import random
@@ -1520,7 +1526,10 @@ def watch(
                     longest,
                 )
             failed_polls += 1
-            delay = min(longest, interval * 2 ** min(failed_polls, 16))
+            # A notice that cannot be read must not slow down the others: back off only
+            # while the service answers nothing.
+            down = not watcher._answered
+            delay = min(longest, interval * 2 ** min(failed_polls, 16)) if down else interval
         else:
             if failed_polls:
                 log.warning(
@@ -1746,6 +1755,7 @@ def _add_watch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _watch_command(args: argparse.Namespace, client: EC2Metadata) -> int:
     """``imds watch``: one JSON line per event; SIGTERM or SIGINT exit 0."""
+    import contextlib
     import json
     import logging
     import signal
@@ -1766,8 +1776,15 @@ def _watch_command(args: argparse.Namespace, client: EC2Metadata) -> int:
         while True:  # the watch never ends by itself
             event = next(events)
             signals.deferring = True
-            sys.stdout.write(json.dumps(event.to_dict()) + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(json.dumps(event.to_dict()) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _say("watch: stdout was closed: stopping")
+                # Keep Python's flush of stdout at exit quiet: what is left goes nowhere.
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 1
             reported = True
             if hooks is not None:
                 hooks.submit(event)

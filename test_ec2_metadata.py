@@ -3261,7 +3261,8 @@ class WatchTests(LoopbackTestCase):
         self.fake.inject("GET", f"/latest/{SPOT_PATH}", *[Reply(503)] * 6)
         stop = CountingStop(polls=10)
         with self.assertLogs("ec2_metadata", logging.WARNING) as logs:
-            keys = [event.key for event in ec2_metadata.watch(1, client=self.client, stop=stop)]
+            watching = ec2_metadata.watch(1, kinds=["spot"], client=self.client, stop=stop)
+            keys = [event.key for event in watching]
         self.assertEqual(keys, [SPOT_KEY])
         # 2, 4, 8, 8 (the cap: 8 intervals), 8, 8 seconds, then the interval again.
         bases = [2, 4, 8, 8, 8, 8, 1, 1, 1, 1]
@@ -3271,6 +3272,15 @@ class WatchTests(LoopbackTestCase):
         self.assertIn("answered 503", failing)
         self.assertIn("backing off up to 8s between polls", failing)
         self.assertIn("the service answers again, after 6 failed polls", recovered)
+
+    def test_a_notice_that_fails_does_not_slow_down_the_others(self) -> None:
+        self.fake.inject("GET", f"/latest/{SCHEDULED_PATH}", *[Reply(500)] * 5)
+        stop = CountingStop(polls=10)
+        with self.assertLogs("ec2_metadata", logging.WARNING) as logs:
+            self.assertEqual(list(ec2_metadata.watch(1, client=self.client, stop=stop)), [])
+        self.assertTrue(all(0.9 <= pause <= 1.1 for pause in stop.pauses), stop.pauses)
+        self.assertEqual(len(logs.output), 2)
+        self.assertIn("after 5 failed polls", logs.output[1])
 
     def test_the_backoff_never_exceeds_30_seconds(self) -> None:
         client = EC2Metadata(endpoint=f"http://127.0.0.1:{closed_port()}")
@@ -3542,6 +3552,23 @@ class WatchCommandTests(LoopbackTestCase):
                 self.assertEqual(status, 2)
                 self.assertIn("usage: imds watch", err)
 
+    def test_a_closed_stdout_ends_it_with_status_1(self) -> None:
+        class ClosedPipe(io.StringIO):
+            def write(self, text: str) -> int:
+                raise BrokenPipeError(32, "Broken pipe")
+
+        self.fake.put(SPOT_PATH, spot_notice())
+        stderr = io.StringIO()
+        with (
+            mock.patch.object(sys, "stdout", ClosedPipe()),
+            mock.patch.object(sys, "stderr", stderr),
+        ):
+            status = ec2_metadata.main(["watch", "--exec", self.hook("record")])
+        self.assertEqual(
+            (status, stderr.getvalue()), (1, "imds: watch: stdout was closed: stopping\n")
+        )
+        self.assertEqual(self.hook_runs(), [])
+
     def test_settings_errors_end_it(self) -> None:
         os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
         status, _, err = imds_command("watch", "--interval", "0.01")
@@ -3581,6 +3608,20 @@ class WatchProcessTests(LoopbackTestCase):
         out, err = process.communicate(timeout=20)
         self.assertEqual((process.returncode, err), (0, ""))
         self.assertEqual(json.loads(out)["key"], SPOT_KEY)
+
+    def test_a_reader_that_goes_away(self) -> None:
+        process = self.start("--interval", "0.05")
+        cast(Any, process.stdout).close()
+        minutes = itertools.count()
+
+        def exited_after_a_new_notice() -> bool:
+            self.fake.put(SPOT_PATH, spot_notice(at=f"2026-11-30T05:{next(minutes) % 60:02}:00Z"))
+            return process.poll() is not None
+
+        wait_for(exited_after_a_new_notice)
+        self.assertEqual(process.returncode, 1)
+        err = cast(Any, process.stderr).read()
+        self.assertEqual(err, "imds: watch: stdout was closed: stopping\n")
 
     def test_sigterm_while_idle(self) -> None:
         process = self.start("--interval", "0.05")
