@@ -1605,19 +1605,48 @@ def _hook_environment(event: Event) -> dict[str, str]:
 
 
 def _end_hook(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the hook's process group, then SIGKILL if it outlives the grace period."""
-    import contextlib
+    """SIGTERM to the hook's process group; SIGKILL to what is left of it after the grace
+    period.  Returns once the hook and the processes it started have ended (or been killed)."""
     import signal
-    from subprocess import TimeoutExpired
 
-    with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(_HOOK_GRACE)
-    except TimeoutExpired:  # pragma: no cover - a hook that ignores SIGTERM
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + _HOOK_GRACE
+    if not hasattr(os, "killpg"):  # pragma: no cover - Windows, where a hook has no group
+        process.terminate()
+        if _wait_until(deadline, lambda: process.poll() is not None):
+            return
+        process.kill()
         process.wait()
+        return
+    _signal_group(process.pid, signal.SIGTERM)
+    # The shell may have forked the command: wait for the whole group, not just the shell.
+    if _wait_until(deadline, lambda: process.poll() is not None and _group_gone(process.pid)):
+        return
+    _signal_group(process.pid, signal.SIGKILL)  # pragma: no cover - a hook ignoring SIGTERM
+    process.wait()  # pragma: no cover
+
+
+def _signal_group(group: int, signum: int) -> None:
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError):  # every process of it has ended
+        os.killpg(group, signum)
+
+
+def _group_gone(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _wait_until(deadline: float, done: Callable[[], bool]) -> bool:
+    """Whether ``done()`` became true before ``deadline`` (a time.monotonic() value)."""
+    while not done():
+        if time.monotonic() >= deadline:
+            return False  # pragma: no cover - a hook ignoring SIGTERM
+        time.sleep(0.01)
+    return True
 
 
 def _say(message: str) -> None:
