@@ -1746,7 +1746,26 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+_WATCH_EPILOG = """\
+Each new notice is printed once, as one JSON object on one line. Service errors never end
+the watch: the first of an outage and the recovery are reported on stderr. SIGTERM and
+SIGINT end it with status 0 (a running hook gets SIGTERM and 5 s before SIGKILL).
+
+A hook's environment: IMDS_EVENT_KIND, IMDS_EVENT_KEY, IMDS_EVENT_TIME and
+IMDS_EVENT_SEEN_AT (ISO 8601, UTC); IMDS_EVENT_ACTION (spot); IMDS_EVENT_ID and
+IMDS_EVENT_CODE (scheduled); IMDS_EVENT_STATE (scheduled, autoscaling);
+IMDS_EVENT_PREVIOUS_STATE (autoscaling, except for the first state seen)."""
+
+
 def _add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    import argparse
+
+    parser.description = (
+        "Watch for spot interruptions, rebalance recommendations, scheduled maintenance "
+        "and Auto Scaling lifecycle transitions."
+    )
+    parser.epilog = _WATCH_EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--interval",
         type=_positive_seconds,

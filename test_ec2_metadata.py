@@ -3540,6 +3540,13 @@ class WatchCommandTests(LoopbackTestCase):
         with self.assertRaises(ec2_metadata._Stopped):
             signals.handle(signal.SIGINT, None)
 
+    def test_help_names_every_hook_variable(self) -> None:
+        status, out, _ = imds_command("watch", "--help")
+        self.assertEqual(status, 0)
+        variables = {"IMDS_EVENT_KIND", "IMDS_EVENT_KEY", "IMDS_EVENT_TIME", "IMDS_EVENT_SEEN_AT"}
+        for variable in variables | set(ec2_metadata._HOOK_VARIABLES.values()):
+            self.assertIn(variable, out.decode())
+
     def test_invalid_arguments_are_usage_errors(self) -> None:
         for argv in (
             ("--interval", "0"),
