@@ -31,8 +31,11 @@ from collections.abc import Mapping
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers know it
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
+    import http.client
     import socket
-    from collections.abc import Iterator
+    import subprocess
+    import threading
+    from collections.abc import Iterable, Iterator
     from datetime import datetime
     from typing import (
         Any,
@@ -74,6 +77,11 @@ else:
 
 
 __all__ = [
+    "AUTOSCALING_TRANSITION",
+    "EVENT_KINDS",
+    "REBALANCE_RECOMMENDATION",
+    "SCHEDULED_EVENT",
+    "SPOT_INTERRUPTION",
     "TOKEN_HEADER",
     "TOKEN_HEADER_TTL",
     "TOKEN_TTL_SECONDS",
@@ -87,6 +95,8 @@ __all__ = [
     "EC2MetadataHTTPError",
     "EC2MetadataMalformedError",
     "EC2MetadataNotFoundError",
+    "Event",
+    "EventWatcher",
     "FakeMetadataService",
     "IamInfoDict",
     "IamSecurityCredentialsDict",
@@ -101,6 +111,7 @@ __all__ = [
     "diagnose",
     "ec2_metadata",
     "main",
+    "watch",
 ]
 
 __version__ = "1.0.0"
@@ -1996,6 +2007,548 @@ class MetadataTree(_TreeMapping):
 
 
 ec2_metadata = EC2Metadata()
+
+
+# Watch: spot, rebalance, maintenance and Auto Scaling notices -------------------------
+
+SPOT_INTERRUPTION = "spot"
+REBALANCE_RECOMMENDATION = "rebalance"
+SCHEDULED_EVENT = "scheduled"
+AUTOSCALING_TRANSITION = "autoscaling"
+EVENT_KINDS = (SPOT_INTERRUPTION, REBALANCE_RECOMMENDATION, SCHEDULED_EVENT, AUTOSCALING_TRANSITION)
+
+_NOTICE_PATHS = {
+    SPOT_INTERRUPTION: "meta-data/spot/instance-action",
+    REBALANCE_RECOMMENDATION: "meta-data/events/recommendations/rebalance",
+    SCHEDULED_EVENT: "meta-data/events/maintenance/scheduled",
+    AUTOSCALING_TRANSITION: "meta-data/autoscaling/target-lifecycle-state",
+}
+# The Auto Scaling target state of an instance that nothing is happening to: when it is the
+# first state a watch sees, it is not reported (any other first state is, from nothing).
+_STEADY_STATE = "InService"
+_MAX_WATCH_BACKOFF = 30.0  # seconds between polls while the service fails, at most
+
+
+class Event(_Record):
+    """A notice for this instance, as a watch reports it: once, when it first sees it."""
+
+    __slots__ = ("data", "key", "kind", "seen_at", "time")
+
+    def __init__(
+        self, kind: str, key: str, time: datetime, data: dict[str, Any], seen_at: datetime
+    ) -> None:
+        self.kind = kind
+        """One of `EVENT_KINDS`: ``"spot"``, ``"rebalance"``, ``"scheduled"``, ``"autoscaling"``."""
+        self.key = key
+        """What makes the event itself, the same at every poll: ``spot:terminate:<time>``,
+        ``rebalance:<noticeTime>``, ``scheduled:<EventId>:<State>``, or
+        ``autoscaling:<previous state>-><state>`` (``autoscaling:->Terminated`` from none)."""
+        self.time = time
+        """When it happens, as a timezone-aware UTC datetime: the spot action's time, the
+        rebalance noticeTime, the scheduled event's NotBefore, or for Auto Scaling (whose
+        notice has no time) when the transition was seen."""
+        self.data = data
+        """The notice, every field the service gave, its times as timezone-aware UTC
+        datetimes; for Auto Scaling ``{"previous": "InService", "state": "Terminated"}``."""
+        self.seen_at = seen_at
+        """When the watch first saw it, as a timezone-aware UTC datetime."""
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.key))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON can hold it, its times as ISO 8601 strings."""
+        fields = ("kind", "key", "time", "seen_at", "data")
+        return {name: _json_ready(getattr(self, name)) for name in fields}
+
+
+def _json_ready(value: object) -> object:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def _spot_notice(text: str) -> dict[str, Any]:
+    data = _json_object(text)
+    data["time"] = _spot_action(text).time
+    return data
+
+
+def _rebalance_notice(text: str) -> dict[str, Any]:
+    data = _json_object(text)
+    data["noticeTime"] = _rebalance(text).notice_time
+    return data
+
+
+def _scheduled_notices(text: str) -> list[dict[str, Any]]:
+    events = cast("list[dict[str, Any]]", _scheduled_events(text))
+    for event in events:
+        if not isinstance(event.get("EventId"), str) or not isinstance(event.get("State"), str):
+            raise ValueError("a scheduled event lacks its EventId or State")
+    return events
+
+
+class EventWatcher:
+    """What a watch has seen, and one poll at a time of the notices it watches.
+
+    Each `poll` makes one GET per kind watched (four at most) through the client, so over
+    its kept-alive connection and with its token; a 404 means no notice.  An event is
+    reported once, by its `Event.key`, however many polls see it and whatever errors come
+    between them.  Notices already there at the first poll are reported by it.
+    """
+
+    def __init__(
+        self, client: EC2Metadata | None = None, kinds: Iterable[str] | None = None
+    ) -> None:
+        chosen = EVENT_KINDS if kinds is None else tuple(kinds)
+        unknown = sorted(set(chosen) - set(EVENT_KINDS))
+        if unknown:
+            raise EC2MetadataConfigError(
+                f"unknown event kind {', '.join(map(repr, unknown))}; "
+                f"the kinds are: {', '.join(EVENT_KINDS)}"
+            )
+        self.client = ec2_metadata if client is None else client
+        self.kinds = tuple(kind for kind in EVENT_KINDS if kind in chosen)
+        self.errors: list[EC2MetadataError] = []
+        """The errors of the last poll, one per notice it could not read ([] when none)."""
+        self._answered = 0  # reads of the last poll that the service answered
+        self._reported: set[str] = set()
+        self._state: str | None = None  # the last Auto Scaling target state read
+
+    def poll(self) -> list[Event]:
+        """Read the notices once: the events not reported before, in the order of `kinds`.
+
+        A read that fails is recorded in `errors` and tried again at the next poll; when
+        the service cannot be reached at all, the rest of this poll is skipped.  Settings
+        errors (`EC2MetadataConfigError`, `EC2MetadataDisabledError`) are raised.
+        """
+        from datetime import datetime, timezone
+
+        now = datetime.now(timezone.utc)
+        self.errors = []
+        self._answered = 0
+        events: list[Event] = []
+        for kind in self.kinds:
+            try:
+                events.extend(self._read(kind, now))
+                self._answered += 1
+            except (EC2MetadataConfigError, EC2MetadataDisabledError):
+                raise
+            except EC2MetadataError as error:
+                self.errors.append(error)
+                if isinstance(error, EC2MetadataConnectionError):
+                    break
+        return events
+
+    def _read(self, kind: str, now: datetime) -> list[Event]:
+        path = _NOTICE_PATHS[kind]
+        read = self.client._read_or_none
+        if kind == SPOT_INTERRUPTION:
+            spot = read(path, _spot_notice)
+            found = [] if spot is None else [self._spot(spot, now)]
+        elif kind == REBALANCE_RECOMMENDATION:
+            rebalance = read(path, _rebalance_notice)
+            found = [] if rebalance is None else [self._rebalance(rebalance, now)]
+        elif kind == SCHEDULED_EVENT:
+            found = [self._scheduled(event, now) for event in read(path, _scheduled_notices) or []]
+        else:
+            return self._transition(read(path, str), now)
+        fresh = []
+        for event in found:
+            if event.key not in self._reported:
+                self._reported.add(event.key)
+                fresh.append(event)
+        return fresh
+
+    @staticmethod
+    def _spot(data: dict[str, Any], now: datetime) -> Event:
+        key = f"spot:{data['action']}:{data['time'].isoformat()}"
+        return Event(SPOT_INTERRUPTION, key, data["time"], data, now)
+
+    @staticmethod
+    def _rebalance(data: dict[str, Any], now: datetime) -> Event:
+        key = f"rebalance:{data['noticeTime'].isoformat()}"
+        return Event(REBALANCE_RECOMMENDATION, key, data["noticeTime"], data, now)
+
+    @staticmethod
+    def _scheduled(data: dict[str, Any], now: datetime) -> Event:
+        key = f"scheduled:{data['EventId']}:{data['State']}"
+        return Event(SCHEDULED_EVENT, key, data.get("NotBefore", now), data, now)
+
+    def _transition(self, answer: str | None, now: datetime) -> list[Event]:
+        state = (answer or "").strip()
+        previous = self._state
+        # No state (not in a group, or out of it): nothing to report; the last state stays.
+        if not state or state == previous:
+            return []
+        self._state = state
+        if previous is None and state == _STEADY_STATE:
+            return []
+        key = f"autoscaling:{previous or ''}->{state}"
+        data: dict[str, Any] = {"previous": previous, "state": state}
+        return [Event(AUTOSCALING_TRANSITION, key, now, data, now)]
+
+
+def watch(
+    interval: float = 5.0,
+    *,
+    kinds: Iterable[str] | None = None,
+    client: EC2Metadata | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Event]:
+    """Poll for notices every ``interval`` seconds (with 10% jitter); yield each new `Event`.
+
+    ``kinds`` limits the watch to some of `EVENT_KINDS`; ``client`` is the module's
+    `ec2_metadata` unless given.  It polls until ``stop`` is set, or for ever: leave the
+    loop to end it.  Errors of the service (5xx, throttling, timeouts, 401, a service that
+    restarts or refuses connections) never end it: the first is logged as a warning on
+    the ``ec2_metadata`` logger, and the recovery too.  While no read of a poll succeeds,
+    polls back off, up to 30 s apart (or ``8 * interval`` if less); while some do, the
+    others keep the interval.  Settings errors are raised.
+    """
+    import logging
+    import random
+
+    if not interval > 0:
+        raise EC2MetadataConfigError(f"the watch interval must be positive, not {interval!r}")
+    log = logging.getLogger(__name__)
+    watcher = EventWatcher(client, kinds)
+    longest = max(interval, min(_MAX_WATCH_BACKOFF, 8 * interval))
+    failed_polls = 0
+    failing_since = 0.0
+    while True:
+        events = watcher.poll()
+        if watcher.errors:
+            if not failed_polls:
+                failing_since = time.monotonic()
+                log.warning(
+                    "watch: %s (polling on, backing off up to %gs between polls)",
+                    watcher.errors[0],
+                    longest,
+                )
+            failed_polls += 1
+            # A notice that cannot be read must not slow down the others: back off only
+            # while the service answers nothing.
+            down = not watcher._answered
+            delay = min(longest, interval * 2 ** min(failed_polls, 16)) if down else interval
+        else:
+            if failed_polls:
+                log.warning(
+                    "watch: the service answers again, after %d failed polls in %.1fs",
+                    failed_polls,
+                    time.monotonic() - failing_since,
+                )
+            failed_polls = 0
+            delay = interval
+        yield from events
+        delay *= random.uniform(0.9, 1.1)
+        if stop is None:
+            time.sleep(delay)
+        elif stop.wait(delay):
+            return
+
+
+# The watch on the command line: imds watch
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGINT arrived: the watch ends (raised by the signal handler)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Signals:
+    """Turns SIGTERM and SIGINT into `_Stopped`, except while an event is being written."""
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.pending: int | None = None
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.deferring:
+            self.pending = signum
+        else:
+            raise _Stopped(signum)
+
+    def resume(self) -> None:
+        self.deferring = False
+        if self.pending is not None:
+            raise _Stopped(self.pending)
+
+
+# What a hook finds in its environment, from the fields of an event's data.
+_HOOK_VARIABLES = {
+    "action": "IMDS_EVENT_ACTION",
+    "EventId": "IMDS_EVENT_ID",
+    "Code": "IMDS_EVENT_CODE",
+    "State": "IMDS_EVENT_STATE",
+    "state": "IMDS_EVENT_STATE",
+    "previous": "IMDS_EVENT_PREVIOUS_STATE",
+}
+_HOOK_GRACE = 5.0  # seconds a hook has to exit after SIGTERM, before SIGKILL
+
+
+def _hook_environment(event: Event) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(
+        IMDS_EVENT_KIND=event.kind,
+        IMDS_EVENT_KEY=event.key,
+        IMDS_EVENT_TIME=event.time.isoformat(),
+        IMDS_EVENT_SEEN_AT=event.seen_at.isoformat(),
+    )
+    for field, variable in _HOOK_VARIABLES.items():
+        value = event.data.get(field)
+        if isinstance(value, str):
+            environment[variable] = value
+    return environment
+
+
+def _end_hook(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the hook's process group; SIGKILL to what is left of it after the grace
+    period.  Returns once the hook and the processes it started have ended (or been killed)."""
+    import signal
+
+    deadline = time.monotonic() + _HOOK_GRACE
+    if not hasattr(os, "killpg"):  # pragma: no cover - Windows, where a hook has no group
+        process.terminate()
+        if _wait_until(deadline, lambda: process.poll() is not None):
+            return
+        process.kill()
+        process.wait()
+        return
+    _signal_group(process.pid, signal.SIGTERM)
+    # The shell may have forked the command: wait for the whole group, not just the shell.
+    if _wait_until(deadline, lambda: process.poll() is not None and _group_gone(process.pid)):
+        return
+    _signal_group(process.pid, signal.SIGKILL)  # pragma: no cover - a hook ignoring SIGTERM
+    process.wait()  # pragma: no cover
+
+
+def _signal_group(group: int, signum: int) -> None:
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError):  # every process of it has ended
+        os.killpg(group, signum)
+
+
+def _group_gone(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _wait_until(deadline: float, done: Callable[[], bool]) -> bool:
+    """Whether ``done()`` became true before ``deadline`` (a time.monotonic() value)."""
+    while not done():
+        if time.monotonic() >= deadline:
+            return False  # pragma: no cover - a hook ignoring SIGTERM
+        time.sleep(0.01)
+    return True
+
+
+def _say(message: str) -> None:
+    import sys
+
+    print(f"imds: {message}", file=sys.stderr, flush=True)
+
+
+class _HookRunner:
+    """Runs the --exec command once per event, in order, one at a time, in a thread of its
+    own: the watch goes on polling (and printing) while a hook runs."""
+
+    def __init__(self, command: str, timeout: float) -> None:
+        import queue
+        import threading
+
+        self.command = command
+        self.timeout = timeout
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._running: tuple[subprocess.Popen[bytes], Event] | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="imds-watch-hooks", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: Event) -> None:
+        self._queue.put(event)
+
+    def finish(self) -> None:
+        """Wait for the hooks of every event submitted."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def stop(self) -> None:
+        """End the running hook (SIGTERM, then SIGKILL) and run no more."""
+        with self._lock:
+            self._stopping = True
+            running = self._running
+        if running is not None:
+            process, event = running
+            _say(f"stopping the hook for {event.key}: imds is exiting")
+            _end_hook(process)
+        self._queue.put(None)
+        self._thread.join(_HOOK_GRACE)
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            self._run(event)
+
+    def _run(self, event: Event) -> None:
+        import json
+        import subprocess
+
+        with self._lock:
+            if self._stopping:
+                return
+            try:
+                process = subprocess.Popen(
+                    self.command,
+                    shell=True,
+                    stdin=subprocess.PIPE,
+                    stdout=2,  # stdout is for events only: what the hook prints goes to stderr
+                    env=_hook_environment(event),
+                    start_new_session=True,  # its own process group, ended as one
+                )
+            except OSError as error:
+                _say(f"the hook for {event.key} could not start: {error}")
+                return
+            self._running = (process, event)
+        try:
+            process.communicate(json.dumps(event.to_dict()).encode() + b"\n", self.timeout)
+        except subprocess.TimeoutExpired:
+            _say(f"the hook for {event.key} ran past its {self.timeout:g}s timeout: ending it")
+            _end_hook(process)
+            return
+        finally:
+            with self._lock:
+                self._running = None
+        status = process.returncode
+        if status != 0 and not self._stopping:
+            how = f"exit status {status}" if status > 0 else f"signal {-status}"
+            _say(f"the hook for {event.key} failed with {how}")
+
+
+def _positive_seconds(text: str) -> float:
+    import argparse
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return seconds
+
+
+_WATCH_EPILOG = """\
+Each new notice is printed once, as one JSON object on one line. Service errors never end
+the watch: the first of an outage and the recovery are reported on stderr. SIGTERM and
+SIGINT end it with status 0 (a running hook gets SIGTERM and 5 s before SIGKILL).
+
+A hook's environment: IMDS_EVENT_KIND, IMDS_EVENT_KEY, IMDS_EVENT_TIME and
+IMDS_EVENT_SEEN_AT (ISO 8601, UTC); IMDS_EVENT_ACTION (spot); IMDS_EVENT_ID and
+IMDS_EVENT_CODE (scheduled); IMDS_EVENT_STATE (scheduled, autoscaling);
+IMDS_EVENT_PREVIOUS_STATE (autoscaling, except for the first state seen)."""
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+    import argparse
+
+    parser.description = (
+        "Watch for spot interruptions, rebalance recommendations, scheduled maintenance "
+        "and Auto Scaling lifecycle transitions."
+    )
+    parser.epilog = _WATCH_EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between polls, with 10%% jitter (default: 5, as AWS advises)",
+    )
+    parser.add_argument(
+        "--kind",
+        dest="kinds",
+        action="append",
+        choices=EVENT_KINDS,
+        help="watch this kind only (repeat for more; default: all)",
+    )
+    parser.add_argument(
+        "--exec",
+        dest="hook",
+        metavar="CMD",
+        help="run CMD with /bin/sh once per event: the event as JSON on its stdin, its "
+        "fields in IMDS_EVENT_* variables, its output on stderr",
+    )
+    parser.add_argument(
+        "--hook-timeout",
+        type=_positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="end a hook still running after this long (default: 60)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="exit 0 after the first event (and its hook); 128+N if signal N comes first",
+    )
+
+
+def _watch_command(args: argparse.Namespace) -> int:
+    """``imds watch``: one JSON line per event; SIGTERM or SIGINT exit 0."""
+    import json
+    import logging
+    import signal
+    import sys
+
+    log = logging.getLogger(__name__)
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setFormatter(logging.Formatter("imds: %(message)s"))
+    log.addHandler(to_stderr)
+    hooks = _HookRunner(args.hook, args.hook_timeout) if args.hook else None
+    signals = _Signals()
+    handlers = {
+        signum: signal.signal(signum, signals.handle) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    reported = False
+    events = watch(args.interval, kinds=args.kinds, client=_client(args))
+    try:
+        while True:  # the watch never ends by itself
+            event = next(events)
+            signals.deferring = True
+            _write((json.dumps(event.to_dict()) + "\n").encode())  # stops it if stdout closed
+            reported = True
+            if hooks is not None:
+                hooks.submit(event)
+            signals.resume()
+            if args.once:
+                if hooks is not None:
+                    hooks.finish()
+                return 0
+    except _Stopped as stopped:
+        # --once promises an event when it exits 0: `imds watch --once && ./drain.sh`.
+        return 128 + stopped.signum if args.once and not reported else 0
+    finally:
+        signals.deferring = True  # a second signal now must not cut the cleanup short
+        if hooks is not None:
+            hooks.stop()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        log.removeHandler(to_stderr)
 
 
 # Doctor: why metadata fails here, and the fix -----------------------------------------
@@ -3960,6 +4513,11 @@ _COMMANDS: dict[str, _Command] = {
     "get": _Command(_run_get, "print one value, for shell scripts", _get_options),
     "json": _Command(_run_json, "print values as one JSON object", _json_options),
     "tree": _Command(_run_tree, "the whole meta-data/ tree as nested JSON", _dump_options),
+    "watch": _Command(
+        _watch_command,
+        "print spot, rebalance, maintenance and Auto Scaling notices as they come",
+        _watch_options,
+    ),
     "doctor": _Command(
         _doctor_command, "check why metadata fails here, and print the fixes", _doctor_options
     ),

@@ -243,9 +243,14 @@ class FakeIMDS(ec2_metadata.FakeMetadataService):
     tree: Tree
 
     def __init__(
-        self, tree: Tree | None = None, *, mock_quirks: bool = False, clock: Clock = time
+        self,
+        tree: Tree | None = None,
+        *,
+        mock_quirks: bool = False,
+        clock: Clock = time,
+        port: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(port=port)
         self.tree = instance_tree(mock_quirks=mock_quirks) if tree is None else tree
         self.clock = clock  # what times the tokens: the time module, or a FakeClock
         self.requests: list[Request] = []
@@ -4833,6 +4838,687 @@ class DoctorCommandTests(LoopbackTestCase):
         self.assertIn("--json", stdout.getvalue())
 
 
+# The watch: imds watch and its library API ------------------------------------------
+
+SPOT_PATH = "meta-data/spot/instance-action"
+REBALANCE_PATH = "meta-data/events/recommendations/rebalance"
+SCHEDULED_PATH = "meta-data/events/maintenance/scheduled"
+LIFECYCLE_PATH = "meta-data/autoscaling/target-lifecycle-state"
+NOTICE_PATHS = (SPOT_PATH, REBALANCE_PATH, SCHEDULED_PATH, LIFECYCLE_PATH)
+SPOT_KEY = "spot:terminate:2026-11-27T04:02:00+00:00"
+REBALANCE_KEY = "rebalance:2026-11-27T03:50:00+00:00"
+REBALANCE_NOTICE = json.dumps({"noticeTime": "2026-11-27T03:50:00Z"})
+SCHEDULED_KEY = "scheduled:instance-event-0d59937288b749b32:active"
+
+# A hook for --exec: it records the event it got (stdin and IMDS_* variables) in the
+# directory OUT as NNN.json, then does what MODE says: "record" exits 0, "fail" exits 3,
+# "hang" (or "hang-first", for the first event only) waits to be ended, and notes the
+# SIGTERM that ends it in NNN.terminated.
+HOOK_SCRIPT = """\
+import json, os, signal, sys, time
+out, mode = sys.argv[1], sys.argv[2]
+number = len([name for name in os.listdir(out) if name.endswith(".json")])
+path = os.path.join(out, "%03d" % number)
+hang = mode == "hang" or (mode == "hang-first" and number == 0)
+def terminated(signum, frame):
+    open(path + ".terminated", "w").close()
+    sys.exit(0)
+if hang:
+    signal.signal(signal.SIGTERM, terminated)
+record = {
+    "stdin": sys.stdin.read(),
+    "env": {name: value for name, value in os.environ.items() if name.startswith("IMDS_")},
+}
+with open(path + ".tmp", "w") as file:
+    json.dump(record, file)
+os.rename(path + ".tmp", path + ".json")
+if mode == "fail":
+    sys.exit(3)
+if hang:
+    time.sleep(60)
+"""
+
+
+def quiet_tree() -> Tree:
+    """The instance with no notice posted, in service in its Auto Scaling group."""
+    tree = instance_tree()
+    events: Any = tree["meta-data"]
+    del events["spot"]["instance-action"]
+    del events["events"]["recommendations"]["rebalance"]
+    del events["events"]["maintenance"]["scheduled"]
+    return tree
+
+
+def spot_notice(action: str = "terminate", at: str = "2026-11-27T04:02:00Z") -> str:
+    return json.dumps({"action": action, "time": at})
+
+
+def scheduled_notice(state: str, event_id: str = "instance-event-0d59937288b749b32") -> str:
+    return json.dumps([dict(SCHEDULED_EVENT, State=state, EventId=event_id)])
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """Return once ``condition()`` is true; fail the test if it is not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still not true after {timeout}s: {condition}"
+        time.sleep(0.01)
+
+
+def restarted(fake: FakeIMDS) -> FakeIMDS:
+    """A new fake, with no tokens, on the port of ``fake`` (which must be stopped)."""
+    return FakeIMDS(fake.tree, port=fake.server.server_address[1])
+
+
+class EventWatcherTests(LoopbackTestCase):
+    """One poll at a time: what is reported, and that it is reported once."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fake = self.serve(quiet_tree())
+        self.client = self.fake.client(attempts=1)
+        self.watcher = ec2_metadata.EventWatcher(self.client)
+
+    def keys(self) -> list[str]:
+        return [event.key for event in self.watcher.poll()]
+
+    def test_notices_already_posted_are_reported_by_the_first_poll(self) -> None:
+        watcher = ec2_metadata.EventWatcher(self.serve().client())
+        events = watcher.poll()
+        self.assertEqual([event.key for event in events], [SPOT_KEY, REBALANCE_KEY, SCHEDULED_KEY])
+        self.assertEqual([event.kind for event in events], ["spot", "rebalance", "scheduled"])
+        for event in events:
+            self.assertEqual(event.time.utcoffset(), timezone.utc.utcoffset(None))
+            self.assertEqual(event.seen_at.tzinfo, timezone.utc)
+        self.assertEqual(events[2].time, datetime(2026, 12, 4, 9, tzinfo=timezone.utc))
+        self.assertEqual(events[2].data["Code"], "system-reboot")
+        self.assertEqual(events[2].data["NotAfter"], datetime(2026, 12, 4, 11, tzinfo=timezone.utc))
+        self.assertEqual(watcher.poll(), [])
+
+    def test_a_spot_notice_appearing_mid_watch(self) -> None:
+        self.assertEqual(self.keys(), [])
+        self.assertEqual(self.keys(), [])
+        self.fake.put(SPOT_PATH, spot_notice("stop", "2026-11-30T05:02:00+01:00"))
+        [event] = self.watcher.poll()
+        self.assertEqual(event.kind, ec2_metadata.SPOT_INTERRUPTION)
+        self.assertEqual(event.key, "spot:stop:2026-11-30T04:02:00+00:00")
+        self.assertEqual(event.time, datetime(2026, 11, 30, 4, 2, tzinfo=timezone.utc))
+        self.assertEqual(event.data, {"action": "stop", "time": event.time})
+        self.assertEqual(self.keys(), [])
+        self.fake.put(SPOT_PATH, spot_notice("terminate", "2026-11-30T04:05:00Z"))
+        self.assertEqual(self.keys(), ["spot:terminate:2026-11-30T04:05:00+00:00"])
+
+    def test_a_rebalance_recommendation(self) -> None:
+        self.assertEqual(self.keys(), [])
+        self.fake.put(REBALANCE_PATH, json.dumps({"noticeTime": "2026-11-30T04:00:00Z"}))
+        [event] = self.watcher.poll()
+        self.assertEqual(event.kind, ec2_metadata.REBALANCE_RECOMMENDATION)
+        self.assertEqual(event.key, "rebalance:2026-11-30T04:00:00+00:00")
+        self.assertEqual(event.time, datetime(2026, 11, 30, 4, tzinfo=timezone.utc))
+        self.assertEqual(self.keys(), [])
+
+    def test_a_scheduled_event_then_canceled(self) -> None:
+        self.fake.put(SCHEDULED_PATH, "[]")
+        self.assertEqual(self.keys(), [])
+        self.fake.put(SCHEDULED_PATH, scheduled_notice("active"))
+        self.assertEqual(self.keys(), [SCHEDULED_KEY])
+        self.assertEqual(self.keys(), [])
+        self.fake.put(SCHEDULED_PATH, scheduled_notice("canceled"))
+        [event] = self.watcher.poll()
+        self.assertEqual(event.key, "scheduled:instance-event-0d59937288b749b32:canceled")
+        self.assertEqual(event.data["State"], "canceled")
+        self.assertEqual(self.keys(), [])
+        self.fake.put(SCHEDULED_PATH, scheduled_notice("canceled") + "\n")
+        self.assertEqual(self.keys(), [])
+
+    def test_auto_scaling_in_service_to_terminated(self) -> None:
+        self.assertEqual(self.keys(), [])  # the steady state is not news
+        self.fake.put(LIFECYCLE_PATH, "Terminated")
+        [event] = self.watcher.poll()
+        self.assertEqual(event.kind, ec2_metadata.AUTOSCALING_TRANSITION)
+        self.assertEqual(event.key, "autoscaling:InService->Terminated")
+        self.assertEqual(event.data, {"previous": "InService", "state": "Terminated"})
+        self.assertEqual(event.time, event.seen_at)
+        self.assertEqual(self.keys(), [])
+
+    def test_a_first_auto_scaling_state_worth_acting_on_is_reported_from_none(self) -> None:
+        self.fake.put(LIFECYCLE_PATH, "Warmed:Terminated\n")
+        [event] = self.watcher.poll()
+        self.assertEqual(event.key, "autoscaling:->Warmed:Terminated")
+        self.assertEqual(event.data, {"previous": None, "state": "Warmed:Terminated"})
+        # Gone (out of the group, or a 404 in between), then back: no transition.
+        self.fake.remove(LIFECYCLE_PATH)
+        self.assertEqual(self.keys(), [])
+        self.fake.put(LIFECYCLE_PATH, "Warmed:Terminated")
+        self.assertEqual(self.keys(), [])
+
+    def test_the_same_notices_over_many_polls_are_reported_once(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.fake.put(SCHEDULED_PATH, scheduled_notice("active"))
+        reported = [event.key for _ in range(200) for event in self.watcher.poll()]
+        self.assertEqual(reported, [SPOT_KEY, SCHEDULED_KEY])
+        self.assertEqual(self.fake.count("GET"), 4 * 200)
+        self.assertEqual(self.fake.count("PUT"), 1)
+        self.assertEqual(self.fake.connections, 1)
+
+    def test_a_503_storm_loses_nothing_and_doubles_nothing(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.assertEqual(self.keys(), [SPOT_KEY])
+        for path in NOTICE_PATHS:
+            self.fake.inject("GET", f"/latest/{path}", *[Reply(503)] * 3)
+        self.fake.put(SCHEDULED_PATH, scheduled_notice("active"))
+        self.fake.put(LIFECYCLE_PATH, "Terminated")
+        for _ in range(3):
+            self.assertEqual(self.keys(), [])
+            self.assertEqual(len(self.watcher.errors), 4)
+            self.assertEqual({error.status for error in self.watcher.errors}, {503})  # type: ignore[attr-defined]
+        reported = [event.key for _ in range(20) for event in self.watcher.poll()]
+        self.assertEqual(reported, [SCHEDULED_KEY, "autoscaling:InService->Terminated"])
+        self.assertEqual(self.watcher.errors, [])
+
+    def test_one_failing_notice_does_not_hold_back_the_others(self) -> None:
+        self.fake.put(SPOT_PATH, "not JSON")
+        self.fake.put(REBALANCE_PATH, json.dumps({"noticeTime": "2026-11-30T04:00:00Z"}))
+        self.fake.put(SCHEDULED_PATH, json.dumps([{"State": "active"}]))
+        self.assertEqual(self.keys(), ["rebalance:2026-11-30T04:00:00+00:00"])
+        [spot, scheduled] = self.watcher.errors
+        self.assertIsInstance(spot, EC2MetadataMalformedError)
+        self.assertIn("lacks its EventId or State", str(scheduled))
+
+    def test_a_token_revoked_mid_watch(self) -> None:
+        self.assertEqual(self.keys(), [])
+        self.fake.revoke_tokens()
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.assertEqual(self.keys(), [SPOT_KEY])
+        self.assertEqual([self.keys() for _ in range(5)], [[]] * 5)
+        self.assertEqual(self.watcher.errors, [])
+        self.assertEqual(self.fake.count("PUT"), 2)
+        self.assertEqual(self.fake.connections, 1)
+
+    def test_a_restarted_service(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.assertEqual(self.keys(), [SPOT_KEY])
+        # The service stops: its kept-alive connection ends, and nothing listens.
+        self.fake.inject("GET", f"/latest/{SPOT_PATH}", drop_connection)
+        self.fake.__exit__(None, None, None)
+        # Refused: the rest of the poll is skipped, not tried path by path.
+        self.assertEqual(self.keys(), [])
+        [error] = self.watcher.errors
+        self.assertIsInstance(error, EC2MetadataConnectionError)
+        again = started(self, restarted(self.fake))
+        again.put(LIFECYCLE_PATH, "Standby")
+        self.assertEqual(self.keys(), ["autoscaling:InService->Standby"])
+        self.assertEqual(self.watcher.errors, [])
+        self.assertEqual(again.count("PUT"), 1)
+
+    def test_kinds_limit_the_requests(self) -> None:
+        watcher = ec2_metadata.EventWatcher(self.client, kinds=["autoscaling", "spot"])
+        self.assertEqual(watcher.kinds, ("spot", "autoscaling"))
+        watcher.poll()
+        self.assertEqual(
+            [request.path for request in self.fake.requests if request.method == "GET"],
+            [f"/latest/{SPOT_PATH}", f"/latest/{LIFECYCLE_PATH}"],
+        )
+        with self.assertRaisesRegex(EC2MetadataConfigError, "unknown event kind 'spoot'"):
+            ec2_metadata.EventWatcher(self.client, kinds=["spoot"])
+
+    def test_settings_errors_end_the_watch(self) -> None:
+        watcher = ec2_metadata.EventWatcher(self.fake.client(disabled=True))
+        with self.assertRaises(EC2MetadataDisabledError):
+            watcher.poll()
+
+    def test_the_module_client_by_default(self) -> None:
+        self.assertIs(ec2_metadata.EventWatcher().client, ec2_metadata.ec2_metadata)
+
+    def test_the_event_record(self) -> None:
+        at = datetime(2026, 11, 30, 4, tzinfo=timezone.utc)
+        event = ec2_metadata.Event("spot", "k", at, {"list": [at], "n": 1}, at)
+        same = ec2_metadata.Event("spot", "k", at, {"list": [at], "n": 1}, at)
+        self.assertEqual((event, hash(event)), (same, hash(same)))
+        self.assertNotEqual(event, ec2_metadata.Event("spot", "k", at, {}, at))
+        self.assertIn("kind='spot'", repr(event))
+        self.assertEqual(
+            list(event.to_dict().items()),
+            [
+                ("kind", "spot"),
+                ("key", "k"),
+                ("time", "2026-11-30T04:00:00+00:00"),
+                ("seen_at", "2026-11-30T04:00:00+00:00"),
+                ("data", {"list": ["2026-11-30T04:00:00+00:00"], "n": 1}),
+            ],
+        )
+
+
+class CountingStop(threading.Event):
+    """A stop event that records the pauses asked for and is set after ``polls`` of them."""
+
+    def __init__(self, polls: int) -> None:
+        super().__init__()
+        self.polls = polls
+        self.pauses: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses.append(cast(float, timeout))
+        if len(self.pauses) >= self.polls:
+            self.set()
+        return self.is_set()
+
+
+class WatchTests(LoopbackTestCase):
+    """The library's loop: `ec2_metadata.watch`."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fake = self.serve(quiet_tree())
+        self.client = self.fake.client(attempts=1)
+
+    def test_it_yields_events_until_stopped(self) -> None:
+        stop = threading.Event()
+        self.fake.put(SPOT_PATH, spot_notice())
+        seen = []
+        for event in ec2_metadata.watch(0.01, client=self.client, stop=stop):
+            seen.append(event.key)
+            if len(seen) == 1:
+                self.fake.put(LIFECYCLE_PATH, "Terminated")
+            else:
+                stop.set()
+        self.assertEqual(seen, [SPOT_KEY, "autoscaling:InService->Terminated"])
+
+    def test_without_a_stop_event_it_sleeps_and_goes_on(self) -> None:
+        events = ec2_metadata.watch(0.01, kinds=["spot"], client=self.client)
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.assertEqual(next(events).key, SPOT_KEY)
+        self.fake.put(SPOT_PATH, spot_notice("stop"))
+        self.assertEqual(next(events).key, "spot:stop:2026-11-27T04:02:00+00:00")
+        self.assertEqual(self.fake.count("GET", f"/latest/{REBALANCE_PATH}"), 0)
+
+    def test_polls_are_jittered_around_the_interval(self) -> None:
+        stop = CountingStop(polls=50)
+        self.assertEqual(list(ec2_metadata.watch(0.01, client=self.client, stop=stop)), [])
+        self.assertEqual(self.fake.count("GET"), 4 * 50)
+        self.assertTrue(all(0.009 <= pause <= 0.011 for pause in stop.pauses), stop.pauses)
+        self.assertGreater(len(set(stop.pauses)), 1)
+
+    def test_errors_back_off_to_a_cap_and_are_logged_once_with_the_recovery(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.fake.inject("GET", f"/latest/{SPOT_PATH}", *[Reply(503)] * 6)
+        stop = CountingStop(polls=10)
+        with self.assertLogs("ec2_metadata", logging.WARNING) as logs:
+            watching = ec2_metadata.watch(1, kinds=["spot"], client=self.client, stop=stop)
+            keys = [event.key for event in watching]
+        self.assertEqual(keys, [SPOT_KEY])
+        # 2, 4, 8, 8 (the cap: 8 intervals), 8, 8 seconds, then the interval again.
+        bases = [2, 4, 8, 8, 8, 8, 1, 1, 1, 1]
+        for pause, base in zip(stop.pauses, bases):
+            self.assertTrue(0.9 * base <= pause <= 1.1 * base, (stop.pauses, bases))
+        [failing, recovered] = logs.output
+        self.assertIn("answered 503", failing)
+        self.assertIn("backing off up to 8s between polls", failing)
+        self.assertIn("the service answers again, after 6 failed polls", recovered)
+
+    def test_a_notice_that_fails_does_not_slow_down_the_others(self) -> None:
+        self.fake.inject("GET", f"/latest/{SCHEDULED_PATH}", *[Reply(500)] * 5)
+        stop = CountingStop(polls=10)
+        with self.assertLogs("ec2_metadata", logging.WARNING) as logs:
+            self.assertEqual(list(ec2_metadata.watch(1, client=self.client, stop=stop)), [])
+        self.assertTrue(all(0.9 <= pause <= 1.1 for pause in stop.pauses), stop.pauses)
+        self.assertEqual(len(logs.output), 2)
+        self.assertIn("after 5 failed polls", logs.output[1])
+
+    def test_the_backoff_never_exceeds_30_seconds(self) -> None:
+        client = EC2Metadata(endpoint=f"http://127.0.0.1:{closed_port()}")
+        stop = CountingStop(polls=30)
+        with self.assertLogs("ec2_metadata", logging.WARNING) as logs:
+            self.assertEqual(list(ec2_metadata.watch(5, client=client, stop=stop)), [])
+        self.assertEqual(len(logs.output), 1)
+        self.assertTrue(all(pause <= 33 for pause in stop.pauses))
+        self.assertGreater(stop.pauses[-1], 27)
+
+    def test_an_interval_must_be_positive(self) -> None:
+        for interval in (0, -1, float("nan")):
+            with self.assertRaisesRegex(EC2MetadataConfigError, "must be positive"):
+                next(ec2_metadata.watch(interval, client=self.client))
+
+
+def imds_command(*argv: str) -> tuple[int, bytes, str]:
+    """Run ``imds ARGV`` in this process: its exit status, stdout and stderr."""
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    stderr = io.StringIO()
+    with mock.patch.object(sys, "stdout", stdout), mock.patch.object(sys, "stderr", stderr):
+        status = ec2_metadata.main(list(argv))
+        stdout.flush()
+    return status, stdout.buffer.getvalue(), stderr.getvalue()
+
+
+def temporary_directory(test: unittest.TestCase) -> str:
+    """A new directory, removed with what it holds at the end of ``test``."""
+    import tempfile
+
+    directory = tempfile.TemporaryDirectory()
+    test.addCleanup(directory.cleanup)
+    return directory.name
+
+
+def hook_command(out: str, mode: str) -> str:
+    """An --exec command running HOOK_SCRIPT in ``mode``, recording into ``out``."""
+    import shlex
+
+    script = os.path.join(out, "hook.py")
+    with open(script, "w") as file:
+        file.write(HOOK_SCRIPT)
+    return " ".join(shlex.quote(part) for part in (sys.executable, script, out, mode))
+
+
+def signal_when(condition: Callable[[], object], signum: int = signal.SIGTERM) -> threading.Thread:
+    """Send ``signum`` to this process once ``condition()`` is true, from a thread."""
+
+    def send() -> None:
+        wait_for(condition)
+        os.kill(os.getpid(), signum)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+class WatchCommandTests(LoopbackTestCase):
+    """``imds watch``, run in this process (signals sent to this process too)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fake = self.serve(quiet_tree())
+        os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.fake.url
+        self.out = temporary_directory(self)
+
+    def hook(self, mode: str) -> str:
+        return hook_command(self.out, mode)
+
+    def hook_runs(self) -> list[dict[str, Any]]:
+        names = sorted(name for name in os.listdir(self.out) if name.endswith(".json"))
+        runs = []
+        for name in names:
+            with open(os.path.join(self.out, name)) as file:
+                runs.append(json.load(file))
+        return runs
+
+    def polls(self) -> int:
+        return self.fake.count("GET", f"/latest/{LIFECYCLE_PATH}")
+
+    def test_once_prints_the_first_event_and_exits_0(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.fake.put(REBALANCE_PATH, json.dumps({"noticeTime": "2026-11-30T04:00:00Z"}))
+        status, out, err = imds_command("watch", "--once", "--interval", "0.01")
+        self.assertEqual((status, err), (0, ""))
+        [line] = out.decode().splitlines()
+        event = json.loads(line)
+        self.assertEqual(list(event), ["kind", "key", "time", "seen_at", "data"])
+        self.assertEqual(event["key"], SPOT_KEY)
+        self.assertEqual(
+            event["data"], {"action": "terminate", "time": "2026-11-27T04:02:00+00:00"}
+        )
+
+    def test_kind_filters_the_events_and_the_requests(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.fake.put(LIFECYCLE_PATH, "Standby")
+        status, out, _ = imds_command("watch", "--once", "--kind", "autoscaling")
+        self.assertEqual(status, 0)
+        self.assertEqual(json.loads(out)["key"], "autoscaling:->Standby")
+        self.assertEqual(self.fake.count("GET"), 1)
+
+    def test_service_errors_are_reported_once_then_the_recovery(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        # Three attempts a request: three polls that fail, then one that finds the notice.
+        self.fake.inject("GET", f"/latest/{SPOT_PATH}", *[Reply(503)] * 9)
+        status, out, err = imds_command("watch", "--once", "--kind", "spot", "--interval", "0.01")
+        self.assertEqual(status, 0)
+        self.assertEqual(json.loads(out)["key"], SPOT_KEY)
+        [failing, recovered] = err.splitlines()
+        self.assertTrue(failing.startswith("imds: watch: GET http://127.0.0.1:"), failing)
+        self.assertIn("answered 503", failing)
+        self.assertTrue(recovered.startswith("imds: watch: the service answers again"))
+
+    def test_the_hook_gets_the_event_on_stdin_and_in_its_environment(self) -> None:
+        self.fake.put(SCHEDULED_PATH, scheduled_notice("active"))
+        status, out, err = imds_command("watch", "--once", "--exec", self.hook("record"))
+        self.assertEqual((status, err), (0, ""))
+        [run] = self.hook_runs()
+        self.assertEqual(json.loads(run["stdin"]), json.loads(out))
+        self.assertTrue(run["stdin"].endswith("}\n"))
+        event = json.loads(out)
+        self.assertEqual(
+            run["env"],
+            {
+                "IMDS_EVENT_KIND": "scheduled",
+                "IMDS_EVENT_KEY": SCHEDULED_KEY,
+                "IMDS_EVENT_TIME": "2026-12-04T09:00:00+00:00",
+                "IMDS_EVENT_SEEN_AT": event["seen_at"],
+                "IMDS_EVENT_ID": "instance-event-0d59937288b749b32",
+                "IMDS_EVENT_CODE": "system-reboot",
+                "IMDS_EVENT_STATE": "active",
+            },
+        )
+
+    def test_hook_variables_of_spot_and_auto_scaling_events(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        imds_command("watch", "--once", "--exec", self.hook("record"))
+        self.fake.put(LIFECYCLE_PATH, "Terminated")
+        imds_command("watch", "--once", "--kind", "autoscaling", "--exec", self.hook("record"))
+        spot, autoscaling = (run["env"] for run in self.hook_runs())
+        self.assertEqual(spot["IMDS_EVENT_ACTION"], "terminate")
+        self.assertNotIn("IMDS_EVENT_STATE", spot)
+        self.assertEqual(autoscaling["IMDS_EVENT_STATE"], "Terminated")
+        self.assertNotIn("IMDS_EVENT_PREVIOUS_STATE", autoscaling)  # the first state seen
+
+    def test_a_failing_hook_is_reported_and_the_watch_goes_on(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.fake.put(REBALANCE_PATH, REBALANCE_NOTICE)
+        reporting = mock.patch.object(ec2_metadata, "_say", wraps=ec2_metadata._say)
+        said = reporting.start()
+        self.addCleanup(reporting.stop)
+        signal_when(lambda: said.call_count == 2 and self.polls() > 5)
+        status, out, err = imds_command("watch", "--interval", "0.01", "--exec", self.hook("fail"))
+        self.assertEqual(status, 0)
+        self.assertEqual(len(out.splitlines()), 2)
+        self.assertEqual(
+            err.splitlines(),
+            [
+                f"imds: the hook for {SPOT_KEY} failed with exit status 3",
+                f"imds: the hook for {REBALANCE_KEY} failed with exit status 3",
+            ],
+        )
+
+    def test_a_hook_killed_by_a_signal_is_reported(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        status, _, err = imds_command("watch", "--once", "--exec", "kill -KILL $$")
+        self.assertEqual(status, 0)
+        self.assertEqual(err, f"imds: the hook for {SPOT_KEY} failed with signal 9\n")
+
+    def test_a_hook_that_cannot_start_is_reported(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        with mock.patch("subprocess.Popen", side_effect=OSError("no shell here")):
+            status, out, err = imds_command("watch", "--once", "--exec", "true")
+        self.assertEqual((status, json.loads(out)["key"]), (0, SPOT_KEY))
+        self.assertEqual(err, f"imds: the hook for {SPOT_KEY} could not start: no shell here\n")
+
+    def test_a_hanging_hook_is_ended_at_its_timeout_and_events_keep_coming(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        first_hook = os.path.join(self.out, "000.json")
+        ended = os.path.join(self.out, "000.terminated")
+
+        def post_a_notice_while_the_hook_hangs() -> bool:
+            if os.path.exists(first_hook) and not os.path.exists(ended):
+                self.fake.put(REBALANCE_PATH, REBALANCE_NOTICE)
+            return len(self.hook_runs()) == 2
+
+        signal_when(post_a_notice_while_the_hook_hangs)
+        status, out, err = imds_command(
+            "watch",
+            "--interval",
+            "0.01",
+            "--hook-timeout",
+            "3",
+            "--exec",
+            self.hook("hang-first"),
+        )
+        self.assertEqual(status, 0)
+        self.assertTrue(os.path.exists(ended))
+        spot, rebalance = (json.loads(line) for line in out.splitlines())
+        self.assertEqual((spot["key"], rebalance["key"]), (SPOT_KEY, REBALANCE_KEY))
+        # Printed while the first hook still hung: it was ended 3 s after it started.
+        printed_after = datetime.fromisoformat(rebalance["seen_at"]) - datetime.fromisoformat(
+            spot["seen_at"]
+        )
+        self.assertLess(printed_after.total_seconds(), 2.5)
+        self.assertEqual(
+            err.splitlines()[0], f"imds: the hook for {SPOT_KEY} ran past its 3s timeout: ending it"
+        )
+
+    def test_sigterm_while_idle_exits_0(self) -> None:
+        signal_when(lambda: self.polls() > 3)
+        self.assertEqual(imds_command("watch", "--interval", "0.01"), (0, b"", ""))
+        self.assertIs(signal.getsignal(signal.SIGTERM), signal.SIG_DFL)
+
+    def test_sigint_before_an_event_ends_once_with_128_plus_the_signal(self) -> None:
+        signal_when(lambda: self.polls() > 3, signal.SIGINT)
+        status = imds_command("watch", "--once", "--interval", "0.01")
+        self.assertEqual(status, (128 + signal.SIGINT, b"", ""))
+
+    def test_sigterm_while_a_hook_runs_ends_the_hook_and_exits_0(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        self.fake.put(REBALANCE_PATH, REBALANCE_NOTICE)
+        signal_when(self.hook_runs)
+        status, out, err = imds_command(
+            "watch", "--kind", "spot", "--kind", "rebalance", "--exec", self.hook("hang")
+        )
+        self.assertEqual(status, 0)
+        self.assertEqual(len(out.splitlines()), 2)
+        self.assertEqual(err, f"imds: stopping the hook for {SPOT_KEY}: imds is exiting\n")
+        self.assertTrue(os.path.exists(os.path.join(self.out, "000.terminated")))
+        self.assertEqual(len(self.hook_runs()), 1)  # the second event's hook never started
+
+    def test_a_signal_after_the_event_of_once_still_exits_0(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        signal_when(self.hook_runs)
+        status, out, _ = imds_command("watch", "--once", "--exec", self.hook("hang"))
+        self.assertEqual((status, json.loads(out)["key"]), (0, SPOT_KEY))
+
+    def test_a_signal_while_an_event_is_written_waits_for_the_line(self) -> None:
+        signals = ec2_metadata._Signals()
+        signals.resume()  # nothing pending: goes on
+        signals.deferring = True
+        signals.handle(signal.SIGTERM, None)
+        with self.assertRaises(ec2_metadata._Stopped) as stopped:
+            signals.resume()
+        self.assertEqual(stopped.exception.signum, signal.SIGTERM)
+        with self.assertRaises(ec2_metadata._Stopped):
+            signals.handle(signal.SIGINT, None)
+
+    def test_help_names_every_hook_variable(self) -> None:
+        status, out, _ = imds_command("watch", "--help")
+        self.assertEqual(status, 0)
+        variables = {"IMDS_EVENT_KIND", "IMDS_EVENT_KEY", "IMDS_EVENT_TIME", "IMDS_EVENT_SEEN_AT"}
+        for variable in variables | set(ec2_metadata._HOOK_VARIABLES.values()):
+            self.assertIn(variable, out.decode())
+
+    def test_invalid_arguments_are_usage_errors(self) -> None:
+        for argv in (
+            ("--interval", "0"),
+            ("--interval", "soon"),
+            ("--hook-timeout", "inf"),
+            ("--kind", "spoot"),
+        ):
+            with self.subTest(argv):
+                status, _, err = imds_command("watch", *argv)
+                self.assertEqual(status, 2)
+                self.assertIn(f"imds watch: argument {argv[0]}: ", err)
+
+    def test_a_closed_stdout_ends_it_with_status_1(self) -> None:
+        self.fake.put(SPOT_PATH, spot_notice())
+        stderr = io.StringIO()
+        stdout = io.TextIOWrapper(io.BufferedWriter(BrokenPipeBuffer()))
+        with mock.patch.object(sys, "stdout", stdout), mock.patch.object(sys, "stderr", stderr):
+            status = ec2_metadata.main(["watch", "--exec", self.hook("record")])
+        self.assertEqual(
+            (status, stderr.getvalue()),
+            (1, "imds: cannot write the output: [Errno 32] Broken pipe\n"),
+        )
+        self.assertEqual(self.hook_runs(), [])
+
+    def test_settings_errors_end_it(self) -> None:
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+        status, _, err = imds_command("watch", "--interval", "0.01")
+        self.assertEqual(status, 1)
+        self.assertIn("disabled", err)
+
+
+class WatchProcessTests(LoopbackTestCase):
+    """``imds watch`` as its own process, as systemd or a bootstrap script runs it."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fake = self.serve(quiet_tree())
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.command = [sys.executable, os.path.join(here, "ec2_metadata.py"), "watch"]
+        self.env = dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=self.fake.url)
+
+    def start(self, *argv: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [*self.command, *argv],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        return process
+
+    def polls(self) -> int:
+        return self.fake.count("GET", f"/latest/{LIFECYCLE_PATH}")
+
+    def test_once_exits_0_after_a_spot_notice_mid_watch(self) -> None:
+        process = self.start("--once", "--kind", "spot", "--interval", "0.05")
+        wait_for(lambda: self.fake.count("GET") > 3)
+        self.fake.put(SPOT_PATH, spot_notice())
+        out, err = process.communicate(timeout=20)
+        self.assertEqual((process.returncode, err), (0, ""))
+        self.assertEqual(json.loads(out)["key"], SPOT_KEY)
+
+    def test_a_reader_that_goes_away(self) -> None:
+        process = self.start("--interval", "0.05")
+        cast(Any, process.stdout).close()
+        minutes = itertools.count()
+
+        def exited_after_a_new_notice() -> bool:
+            self.fake.put(SPOT_PATH, spot_notice(at=f"2026-11-30T05:{next(minutes) % 60:02}:00Z"))
+            return process.poll() is not None
+
+        wait_for(exited_after_a_new_notice)
+        self.assertEqual(process.returncode, 1)
+        err = cast(Any, process.stderr).read()
+        self.assertEqual(err, "imds: cannot write the output: [Errno 32] Broken pipe\n")
+
+    def test_sigterm_while_idle(self) -> None:
+        process = self.start("--interval", "0.05")
+        wait_for(lambda: self.polls() > 3)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+        self.assertEqual((process.returncode, out, err), (0, "", ""))
+
+    def test_sigterm_while_a_hook_runs(self) -> None:
+        out_dir = temporary_directory(self)
+        hook = hook_command(out_dir, "hang")
+        self.fake.put(SPOT_PATH, spot_notice())
+        process = self.start("--interval", "0.05", "--exec", hook)
+        wait_for(lambda: os.path.exists(os.path.join(out_dir, "000.json")))
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+        self.assertEqual(process.returncode, 0)
+        self.assertEqual(json.loads(out)["key"], SPOT_KEY)
+        self.assertEqual(err, f"imds: stopping the hook for {SPOT_KEY}: imds is exiting\n")
+        self.assertTrue(os.path.exists(os.path.join(out_dir, "000.terminated")))
+
+
 class EntryPointTests(LoopbackTestCase):
     """The command as a copied file, as ``python -m``, and the demo runner."""
 
@@ -5050,7 +5736,7 @@ def slow_answer(seconds: float) -> Fault:
     def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
         time.sleep(seconds)
         assert isinstance(handler, _FakeHandler)
-        handler.server.fake._serve_path(handler)
+        cast(Any, handler.server).fake._serve_path(handler)
 
     return answer
 
