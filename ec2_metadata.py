@@ -1542,6 +1542,38 @@ def _check_connection_maker(name: str, given: object) -> None:
     )
 
 
+class _ServiceUrl:
+    """One of ec2-metadata's URL attributes: the URL every path is read under, e.g.
+    ``http://169.254.169.254/latest/``, then ``below`` it.  Assigning one points the client
+    at the endpoint that the URL is under."""
+
+    def __init__(self, below: str) -> None:
+        self.below = below
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, client: EC2Metadata | None, owner: type | None = None) -> str:
+        if client is None:
+            return cast(str, self)
+        return f"{client._transport.settings.endpoint}/latest/{self.below}"
+
+    def __set__(self, client: EC2Metadata, url: object) -> None:
+        suffix = "/latest/" + self.below
+        text = url if isinstance(url, str) else ""
+        if not text.rstrip("/").endswith(suffix.rstrip("/")):
+            shown = _without_userinfo(text) if text else url
+            raise EC2MetadataConfigError(
+                f"{self.name} must be a URL ending in {suffix}, such as "
+                f"http://127.0.0.1:1338{suffix}, not {shown!r}"
+            )
+        endpoint = text.rstrip("/")[: -len(suffix.rstrip("/"))]
+        _parse_endpoint(endpoint, f"the endpoint of {self.name}")
+        client._options["endpoint"] = endpoint
+        client._transport.reset()
+
+
 class EC2Metadata(_Node):
     """The metadata of the EC2 instance this program runs on.
 
@@ -1621,57 +1653,10 @@ class EC2Metadata(_Node):
     # ec2-metadata's URL attributes.  Code written for it points the client elsewhere by
     # assigning one (``client.service_url = "http://127.0.0.1:1338/latest/"``): here that
     # sets the endpoint that every later request goes to.
-
-    @property
-    def service_url(self) -> str:
-        """The URL every path is read under, e.g. ``http://169.254.169.254/latest/``."""
-        return f"{self._transport.settings.endpoint}/latest/"
-
-    @service_url.setter
-    def service_url(self, url: str) -> None:
-        self._point_at(url, "service_url", "")
-
-    @property
-    def metadata_url(self) -> str:
-        """`service_url` + ``meta-data/``; assigning it sets the endpoint."""
-        return f"{self.service_url}meta-data/"
-
-    @metadata_url.setter
-    def metadata_url(self, url: str) -> None:
-        self._point_at(url, "metadata_url", "meta-data/")
-
-    @property
-    def dynamic_url(self) -> str:
-        """`service_url` + ``dynamic/``; assigning it sets the endpoint."""
-        return f"{self.service_url}dynamic/"
-
-    @dynamic_url.setter
-    def dynamic_url(self, url: str) -> None:
-        self._point_at(url, "dynamic_url", "dynamic/")
-
-    @property
-    def userdata_url(self) -> str:
-        """`service_url` + ``user-data/``; assigning it sets the endpoint."""
-        return f"{self.service_url}user-data/"
-
-    @userdata_url.setter
-    def userdata_url(self, url: str) -> None:
-        self._point_at(url, "userdata_url", "user-data/")
-
-    def _point_at(self, url: object, attribute: str, below_latest: str) -> None:
-        """Use the endpoint that ``url`` (a URL attribute's new value) is under."""
-        suffix = "/latest/" + below_latest
-        text = url if isinstance(url, str) else ""
-        if not text.rstrip("/").endswith(suffix.rstrip("/")):
-            shown = _without_userinfo(text) if text else url
-            raise EC2MetadataConfigError(
-                f"{attribute} must be a URL ending in {suffix}, such as "
-                f"http://127.0.0.1:1338{suffix}, not {shown!r}"
-            )
-        endpoint = text.rstrip("/")[: -len(suffix.rstrip("/"))]
-        _parse_endpoint(endpoint, f"the endpoint of {attribute}")
-        self._options["endpoint"] = endpoint
-        self._transport.reset()
+    service_url = _ServiceUrl("")
+    metadata_url = _ServiceUrl("meta-data/")
+    dynamic_url = _ServiceUrl("dynamic/")
+    userdata_url = _ServiceUrl("user-data/")
 
     # name = _field(path, parser, what a 404 gives, lifetime)
     ami_id = _field("meta-data/ami-id", str, _RAISE, _KEPT)
@@ -4068,9 +4053,7 @@ def _serve_until_stopped(url: str) -> int:
 
 # Command line: imds, python3 -m ec2_metadata, python3 ec2_metadata.py -----------------
 
-_NOT_METADATA = frozenset(
-    {"dynamic_url", "metadata_url", "service_url", "tree", "userdata_url"}
-)  # properties that are no metadata
+_NOT_METADATA = frozenset({"tree"})  # a field that is no metadata
 
 
 def _metadata_names(cls: type) -> list[str]:

@@ -4234,8 +4234,8 @@ def run_imds(*argv: str) -> tuple[int, str, str]:
     return status, stdout.getvalue(), stderr.getvalue()
 
 
-class DoctorTests(LoopbackTestCase):
-    """`diagnose` against the fake: each failure the issue lists gives its finding and fix."""
+class DoctorTestCase(LoopbackTestCase):
+    """No proxy variables, and the default IPv6 endpoint on a closed loopback port."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -4247,6 +4247,13 @@ class DoctorTests(LoopbackTestCase):
         )
         real_ipv6.start()
         self.addCleanup(real_ipv6.stop)
+
+
+class DoctorTests(DoctorTestCase):
+    """`diagnose` against the fake: each failure the issue lists gives its finding and fix."""
+
+    def setUp(self) -> None:
+        super().setUp()
         self.now = datetime.now(timezone.utc)
 
     def healthy(self, fake: type[FakeIMDS] = FakeIMDS) -> FakeIMDS:
@@ -4775,18 +4782,8 @@ class DoctorTests(LoopbackTestCase):
                 self.assertNotIn(secret, output)
 
 
-class DoctorCommandTests(LoopbackTestCase):
+class DoctorCommandTests(DoctorTestCase):
     """``imds doctor``: the table, ``--json``, and the exit status."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        for name in PROXY_VARIABLES:
-            os.environ.pop(name, None)
-        real_ipv6 = mock.patch.dict(
-            ec2_metadata._DEFAULT_ENDPOINTS, ipv6=f"http://127.0.0.1:{closed_port()}"
-        )
-        real_ipv6.start()
-        self.addCleanup(real_ipv6.stop)
 
     def test_the_table(self) -> None:
         imds = self.serve()
