@@ -4016,6 +4016,18 @@ class BrokenPipeBuffer(io.RawIOBase):
         raise BrokenPipeError(32, "Broken pipe")
 
 
+def broken_pipe_stdout(test: unittest.TestCase) -> io.TextIOWrapper:
+    """A standard output whose reader went away, closed (quietly) when ``test`` ends."""
+    stdout = io.TextIOWrapper(io.BufferedWriter(BrokenPipeBuffer()))
+
+    def close() -> None:
+        with contextlib.suppress(OSError):  # its flush fails too, and then it closes
+            stdout.close()
+
+    test.addCleanup(close)
+    return stdout
+
+
 class CommandLineInterruptionTests(CommandLineTestCase):
     """Issue 9, item 11: Ctrl-C and failed writes end the command without a traceback."""
 
@@ -4048,14 +4060,17 @@ class CommandLineInterruptionTests(CommandLineTestCase):
     def test_a_full_disk_is_one_line_and_status_1(self) -> None:
         for argv in (("get", "region"), ("get", "--help")):
             with self.subTest(argv), open("/dev/full", "wb") as full:
-                status, err = self.run_with_stdout(io.TextIOWrapper(full), *argv)
+                stdout = io.TextIOWrapper(full)
+                status, err = self.run_with_stdout(stdout, *argv)
+                with contextlib.suppress(OSError):  # its flush fails too, and then it closes
+                    stdout.close()
                 self.assertEqual(
                     (status, err),
                     (1, "imds: cannot write the output: [Errno 28] No space left on device\n"),
                 )
 
     def test_a_closed_pipe_is_one_line_and_status_1(self) -> None:
-        stdout = io.TextIOWrapper(io.BufferedWriter(BrokenPipeBuffer()))
+        stdout = broken_pipe_stdout(self)
         for argv in (("get", "region"), ("--help",)):
             with self.subTest(argv):
                 status, err = self.run_with_stdout(stdout, *argv)
@@ -5432,7 +5447,7 @@ class WatchCommandTests(LoopbackTestCase):
     def test_a_closed_stdout_ends_it_with_status_1(self) -> None:
         self.fake.put(SPOT_PATH, spot_notice())
         stderr = io.StringIO()
-        stdout = io.TextIOWrapper(io.BufferedWriter(BrokenPipeBuffer()))
+        stdout = broken_pipe_stdout(self)
         with mock.patch.object(sys, "stdout", stdout), mock.patch.object(sys, "stderr", stderr):
             status = ec2_metadata.main(["watch", "--exec", self.hook("record")])
         self.assertEqual(
@@ -5492,7 +5507,7 @@ class WatchProcessTests(LoopbackTestCase):
 
         wait_for(exited_after_a_new_notice)
         self.assertEqual(process.returncode, 1)
-        err = cast(Any, process.stderr).read()
+        _, err = process.communicate()
         self.assertEqual(err, "imds: cannot write the output: [Errno 32] Broken pipe\n")
 
     def test_sigterm_while_idle(self) -> None:
