@@ -31,7 +31,6 @@ from collections.abc import Mapping
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers know it
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    import http.client
     import socket
     import subprocess
     import threading

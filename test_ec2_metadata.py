@@ -5531,6 +5531,58 @@ class WatchProcessTests(LoopbackTestCase):
         self.assertTrue(os.path.exists(os.path.join(out_dir, "000.terminated")))
 
 
+class ServeAndWatchTests(LoopbackTestCase):
+    """The fake's simulated events, as the watch sees them, and end to end from the shell."""
+
+    def test_each_simulated_event_is_seen_once_by_the_watch(self) -> None:
+        with ec2_metadata.FakeMetadataService() as fake:
+            watcher = ec2_metadata.EventWatcher(EC2Metadata(endpoint=fake.url))
+
+            def keys() -> list[str]:
+                return [event.key for event in watcher.poll()]
+
+            self.assertEqual(keys(), [])  # an instance in service, with nothing coming
+            fake.interrupt_spot("stop")
+            fake.recommend_rebalance()
+            [spot, rebalance] = watcher.poll()
+            self.assertEqual((spot.kind, spot.data["action"]), ("spot", "stop"))
+            self.assertEqual(rebalance.kind, "rebalance")
+            event_id = fake.schedule_event("instance-retirement")
+            self.assertEqual(keys(), [f"scheduled:{event_id}:active"])
+            fake.cancel_event(event_id)
+            self.assertEqual(keys(), [f"scheduled:{event_id}:canceled"])
+            fake.set_target_lifecycle_state("Terminated")
+            self.assertEqual(keys(), ["autoscaling:InService->Terminated"])
+            self.assertEqual(keys(), [])
+            self.assertEqual(watcher.errors, [])
+
+    def test_a_spot_notice_from_imds_serve_runs_the_watch_hook(self) -> None:
+        # The README's recipe: imds serve --spot-action terminate --after 1s, then
+        # imds watch --once --exec ./drain.sh against it.
+        directory = temporary_directory(self)
+        drained = os.path.join(directory, "drained")
+        drain = os.path.join(directory, "drain.py")
+        with open(drain, "w", encoding="utf-8") as script:
+            script.write(
+                "import os, sys\n"
+                f"with open({drained!r}, 'w') as out:\n"
+                "    out.write(os.environ['IMDS_EVENT_ACTION'] + ' ' + sys.stdin.read())\n"
+            )
+        module = os.path.abspath(ec2_metadata.__file__)
+        hook = f"{shlex.quote(sys.executable)} {shlex.quote(drain)}"
+        command = [
+            sys.executable, module, "serve", "--spot-action", "terminate", "--after", "1s", "--",
+            sys.executable, module, "watch", "--once", "--interval", "0.2", "--exec", hook,
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        event = json.loads(result.stdout)
+        self.assertEqual((event["kind"], event["data"]["action"]), ("spot", "terminate"))
+        with open(drained, encoding="utf-8") as out:
+            action, _, document = out.read().partition(" ")
+        self.assertEqual((action, json.loads(document)["key"]), ("terminate", event["key"]))
+
+
 class EntryPointTests(LoopbackTestCase):
     """The command as a copied file, as ``python -m``, and the demo runner."""
 
