@@ -2269,6 +2269,11 @@ class UrlAttributeTests(LoopbackTestCase):
         self.assertEqual(client.user_data, b"second")
         self.assertEqual((first.count("PUT"), second.count("PUT")), (2, 2))
 
+    def test_read_from_the_class_they_are_their_descriptors_for_help(self) -> None:
+        descriptor = vars(EC2Metadata)["metadata_url"]
+        self.assertIs(EC2Metadata.metadata_url, descriptor)
+        self.assertIn("Assigning one points the client", descriptor.__doc__)
+
     def test_the_url_attributes_are_not_metadata_names(self) -> None:
         names = ec2_metadata._metadata_names(EC2Metadata)
         self.assertIn("instance_id", names)
