@@ -1064,7 +1064,7 @@ class FakeMetadataServiceTests(LoopbackTestCase):
             ("[::1]", True),
             ("0.0.0.0", False),
             ("example.com", False),
-            ("169.254.169.254", False),
+            ("169.254.169.254", False),  # expected text, never connected to
         ):
             self.assertIs(ec2_metadata._is_loopback(host), loopback, host)
 
@@ -3878,8 +3878,8 @@ class CommandLineHabitTests(CommandLineTestCase):
         del os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"]
         parser = ec2_metadata._parser([])
         for mode, expected in (
-            ("IPv6", "http://[fd00:ec2::254]"),
-            ("ipv4", "http://169.254.169.254"),
+            ("IPv6", "http://[fd00:ec2::254]"),  # expected text, never connected to
+            ("ipv4", "http://169.254.169.254"),  # expected text, never connected to
         ):
             with self.subTest(mode):
                 args = parser.parse_args(["get", "mac", "--endpoint-mode", mode])
@@ -4604,7 +4604,7 @@ class DoctorTests(DoctorTestCase):
             "warn",
             "HTTP_PROXY, all_proxy set, and NO_PROXY does not cover 127.0.0.1",
             "other tools here",
-            fix="export NO_PROXY=127.0.0.1,169.254.169.254,fd00:ec2::254",
+            fix="export NO_PROXY=127.0.0.1,169.254.169.254,fd00:ec2::254",  # expected text
         )
         self.assertNotIn("hunter2", repr(checks))
         os.environ["no_proxy"] = "localhost"
