@@ -16,8 +16,13 @@ and never follows a redirect.  Every failure raises a subclass of `EC2MetadataEr
 Settings come from the keyword arguments of `EC2Metadata`, else from the environment
 variables the AWS SDKs read (``AWS_EC2_METADATA_SERVICE_ENDPOINT``,
 ``AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE``, ``AWS_EC2_METADATA_DISABLED``,
-``AWS_METADATA_SERVICE_TIMEOUT``, ``AWS_METADATA_SERVICE_NUM_ATTEMPTS``), read when a
-client makes its first request.
+``AWS_METADATA_SERVICE_TIMEOUT``, ``AWS_METADATA_SERVICE_NUM_ATTEMPTS``), else from the
+AWS config file, read when a client makes its first request.
+
+The same file is the ``imds`` command (``python3 ec2_metadata.py --help``): ``get``,
+``json``, ``tree``, ``watch`` (spot, rebalance, maintenance and Auto Scaling notices, with
+a hook), ``doctor`` (why metadata fails here) and ``serve`` (a fake service for tests,
+also `FakeMetadataService`).  Each loads what it needs only when it runs.
 """
 
 from __future__ import annotations
