@@ -907,12 +907,16 @@ def _host_header(settings: _Settings) -> bytes:
 
 
 def _describe(error: BaseException) -> str:
+    """A failure to connect or to be answered, in a few words."""
+    import errno
     import socket
 
     if isinstance(error, socket.timeout):
         return "timed out"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "network unreachable"
     return str(error) or type(error).__name__
 
 
@@ -2597,19 +2601,6 @@ class _Skip(Exception):
     """A check that cannot run, and why."""
 
 
-def _problem(error: BaseException) -> str:
-    import errno
-    import socket
-
-    if isinstance(error, socket.timeout):
-        return "timed out"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return "network unreachable"
-    return str(error) or type(error).__name__
-
-
 def _connect_probe(host: str, port: int, wait: float) -> _Probe:
     """Open and close one TCP connection: status 0 when it opened, else the problem."""
     import socket
@@ -2618,7 +2609,7 @@ def _connect_probe(host: str, port: int, wait: float) -> _Probe:
     try:
         socket.create_connection((host, port), timeout=wait).close()
     except OSError as error:
-        return _Probe(None, _problem(error), time.monotonic() - started)
+        return _Probe(None, _describe(error), time.monotonic() - started)
     return _Probe(0, "", time.monotonic() - started)
 
 
@@ -2870,7 +2861,7 @@ class _Doctor:
             connection.endheaders()
             response = connection.getresponse()
         except (OSError, HTTPException) as error:
-            return _Probe(None, _problem(error), time.monotonic() - started)
+            return _Probe(None, _describe(error), time.monotonic() - started)
         finally:
             connection.close()
         seconds = time.monotonic() - started
