@@ -4287,18 +4287,12 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
 
     Checked here, so that any setting that fails later comes from the environment.
     """
-    checks: dict[str, Callable[[str, str], object]] = {
-        "endpoint": _parse_endpoint,
-        "endpoint_mode": _parse_mode,
-        "timeout": _parse_timeout,
-        "attempts": _parse_attempts,
-    }
     options: dict[str, Any] = {}
-    for name, check in checks.items():
+    for name in ("endpoint", "endpoint_mode", "timeout", "attempts"):
         raw = getattr(args, name)
         if raw is not None:
             try:
-                check(raw, "--" + name.replace("_", "-"))
+                _PARSERS[name](raw, "--" + name.replace("_", "-"))
             except EC2MetadataConfigError as error:
                 raise _UsageError(f"imds: {error}") from None
             options[name] = raw
